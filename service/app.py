@@ -1,0 +1,97 @@
+"""create_app(): routes, lifespan (pool + SQL check), error handling, OpenAPI, metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig
+
+from service import migrate
+from service.config import Settings
+from service.db import Database, Pool, create_pool, provide_connection
+from service.errors import handle_exception
+from service.health import repository as health_repository
+from service.health.routes import metrics
+from service.health.routes import router as health_router
+from service.posts.routes import router as posts_router
+from service.sql import QUERIES, SqlFileError
+from service.users.routes import router as users_router
+
+log = logging.getLogger("rawpost.app")
+
+API_DESCRIPTION = """\
+Users and their posts over PostgreSQL.
+
+* JSON in and out (UTF-8). Timestamps are RFC 3339 in UTC with a `Z`; ids are UUIDs.
+* Unknown fields in a request body are rejected with 400; so is an empty PATCH body.
+* Soft delete: deleted rows are invisible to every read (404 / absent from lists) until
+  restored. A deleted user's posts are invisible too, and cannot be restored on their own.
+* Lists are keyset-paginated, newest first by `(created_at, id)`; pass `next_cursor` back
+  as `cursor`. Cursors are opaque; a forged or corrupt one is a 400.
+* Errors are RFC 9457 problem documents (`application/problem+json`); validation
+  failures list `errors: [{field, message}]`. 503 responses carry `Retry-After`.
+"""
+
+
+async def verify_sql(pool: Pool, migrations: tuple[str, ...]) -> None:
+    """Prepare every SQL file; any failure stops the start, naming each file."""
+    async with pool.acquire() as conn:
+        try:
+            applied = await health_repository.list_applied_migrations(conn)
+        except asyncpg.UndefinedTableError:
+            applied = set()
+        pending = [m for m in migrations if m not in applied]
+        if pending:
+            log.warning(
+                "schema is behind: pending migrations %s; /health/ready answers 503 until"
+                " `rawpost migrate apply` runs",
+                ", ".join(pending),
+            )
+            return
+        failures = []
+        for q in QUERIES.values():
+            try:
+                await conn.prepare(q.sql)
+            except asyncpg.PostgresError as exc:
+                failures.append(f"{q.path}: {exc}")
+        if failures:
+            raise SqlFileError("SQL files do not prepare:\n" + "\n".join(failures))
+
+
+def create_app(settings: Settings) -> Litestar:
+    migrations = tuple(migrate.migration_ids())
+
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings)
+        try:
+            await verify_sql(pool, migrations)
+            app.state.db = Database(pool=pool, settings=settings, migrations=migrations)
+            yield
+        finally:
+            await pool.close()
+
+    prometheus = PrometheusConfig(app_name="rawpost", prefix="rawpost", group_path=True)
+    return Litestar(
+        route_handlers=[users_router, posts_router, health_router, metrics],
+        dependencies={"conn": Provide(provide_connection)},
+        lifespan=[database],
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=settings.body_limit,
+        middleware=[prometheus.middleware],
+        openapi_config=OpenAPIConfig(
+            title="rawpost",
+            version="1",
+            description=API_DESCRIPTION,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        logging_config=None,
+    )

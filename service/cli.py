@@ -1,0 +1,84 @@
+"""The `rawpost` command: serve, migrate."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import msgspec
+
+from service import embedded, migrate
+from service.config import Settings, SettingsError, load_settings
+from service.logs import setup_logging
+
+log = logging.getLogger("rawpost.cli")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(overrides=overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _database_url(settings: Settings) -> tuple[str, bool]:
+    """The configured DATABASE_URL, or the embedded server's (started now); and which."""
+    if settings.database_url:
+        return settings.database_url, False
+    click.echo(f"DATABASE_URL not set: using the embedded PostgreSQL in {settings.data_dir}")
+    return embedded.start(settings.data_dir), True
+
+
+@click.group()
+def main() -> None:
+    """rawpost: users and posts over PostgreSQL."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address [RAWPOST_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [RAWPOST_PORT, default 8000].")
+@click.option(
+    "--migrate/--no-migrate",
+    "apply_migrations",
+    default=None,
+    help="Apply pending migrations before serving (default: only for the embedded database).",
+)
+def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> None:
+    """Serve the HTTP API (starts an embedded PostgreSQL when DATABASE_URL is unset)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = _settings(host=host, port=port)
+    setup_logging(settings.log_level)
+    url, is_embedded = _database_url(settings)
+    if apply_migrations or (apply_migrations is None and is_embedded):
+        migrate.apply(url, echo=click.echo)
+    settings = msgspec.structs.replace(settings, database_url=url)
+    click.echo(f"serving on http://{settings.host}:{settings.port} (docs at /schema)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        lifespan="on",
+    )
+
+
+@main.group(name="migrate")
+def migrate_group() -> None:
+    """Schema migrations (yoyo) for DATABASE_URL, or the embedded database."""
+
+
+@migrate_group.command()
+def apply() -> None:
+    """Apply pending migrations, holding an advisory lock."""
+    settings = _settings()
+    setup_logging(settings.log_level)
+    url, _ = _database_url(settings)
+    migrate.apply(url, echo=click.echo)

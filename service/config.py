@@ -1,0 +1,90 @@
+"""Settings, read from the environment once; a bad value stops the start, naming its variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+SQL_DIR = PROJECT_ROOT / "sql"
+
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting the service reads; the field's env variable is in ENV_NAMES."""
+
+    database_url: str | None = None
+    data_dir: str = ".rawpost/pgdata"
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 2
+    pool_max_size: Annotated[int, msgspec.Meta(ge=1)] = 20
+    pool_max_idle: Seconds = 30.0
+    connect_timeout: Seconds = 10.0
+    command_timeout: Seconds = 30.0
+    acquire_timeout: Seconds = 5.0
+    ready_timeout: Seconds = 2.0
+    startup_timeout: Seconds = 60.0
+    body_limit: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
+    log_level: LogLevel = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("RAWPOST_POOL_MIN_SIZE must not exceed RAWPOST_POOL_MAX_SIZE")
+
+
+# One place maps each setting to its environment variable (README's table lists the same).
+ENV_NAMES: Mapping[str, str] = {
+    "database_url": "DATABASE_URL",
+    "data_dir": "RAWPOST_DATA_DIR",
+    "host": "RAWPOST_HOST",
+    "port": "RAWPOST_PORT",
+    "pool_min_size": "RAWPOST_POOL_MIN_SIZE",
+    "pool_max_size": "RAWPOST_POOL_MAX_SIZE",
+    "pool_max_idle": "RAWPOST_POOL_MAX_IDLE",
+    "connect_timeout": "RAWPOST_CONNECT_TIMEOUT",
+    "command_timeout": "RAWPOST_COMMAND_TIMEOUT",
+    "acquire_timeout": "RAWPOST_ACQUIRE_TIMEOUT",
+    "ready_timeout": "RAWPOST_READY_TIMEOUT",
+    "startup_timeout": "RAWPOST_STARTUP_TIMEOUT",
+    "body_limit": "RAWPOST_BODY_LIMIT",
+    "log_level": "RAWPOST_LOG_LEVEL",
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def load_settings(
+    *, environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+) -> Settings:
+    """Read Settings from the environment (or `environ`), then apply explicit overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        field: env[name] for field, name in ENV_NAMES.items() if env.get(name, "") != ""
+    }
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if "log_level" in raw and isinstance(raw["log_level"], str):
+        raw["log_level"] = raw["log_level"].upper()
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(str(exc), raw)) from None
+
+
+def _explain(message: str, raw: Mapping[str, object]) -> str:
+    # msgspec ends its message with "- at `$.field`"; swap the field for its env variable.
+    text, _, where = message.rpartition(" - at `$.")
+    if not where:
+        return f"invalid configuration: {message}"
+    field = where.rstrip("`")
+    name = ENV_NAMES.get(field, field)
+    return f"{name}={raw.get(field)!r} is invalid: {text}"

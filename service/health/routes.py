@@ -1,0 +1,108 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import msgspec
+from litestar import MediaType, Response, Router, get
+from litestar.datastructures import State
+from prometheus_client import REGISTRY, generate_latest
+
+from service.db import Database
+from service.errors import RETRY_AFTER_SECONDS, is_unavailable
+from service.health import repository
+
+
+class PoolFigures(msgspec.Struct, kw_only=True):
+    size: int
+    idle: int
+    in_use: int
+    min_size: int
+    max_size: int
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: str
+    database: str
+    pending_migrations: list[str]
+    pool: PoolFigures
+
+
+class Liveness(msgspec.Struct):
+    status: str
+
+
+def pool_figures(db: Database) -> PoolFigures:
+    size, idle = db.pool.get_size(), db.pool.get_idle_size()
+    return PoolFigures(
+        size=size,
+        idle=idle,
+        in_use=size - idle,
+        min_size=db.pool.get_min_size(),
+        max_size=db.pool.get_max_size(),
+    )
+
+
+async def check_readiness(db: Database) -> Readiness:
+    """A round trip within the ready deadline, and the schema at the newest migration."""
+    try:
+        async with asyncio.timeout(db.settings.ready_timeout):
+            async with db.pool.acquire() as conn:
+                applied = await repository.list_applied_migrations(conn)
+    except asyncpg.UndefinedTableError:
+        applied = set()
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        return Readiness(
+            status="unavailable",
+            database="unreachable",
+            pending_migrations=[],
+            pool=pool_figures(db),
+        )
+    pending = [m for m in db.migrations if m not in applied]
+    return Readiness(
+        status="ready" if not pending else "migrations pending",
+        database="ok",
+        pending_migrations=pending,
+        pool=pool_figures(db),
+    )
+
+
+@get("/live", summary="The process is up (touches no database)")
+async def live() -> Liveness:
+    return Liveness(status="ok")
+
+
+@get(
+    "/ready",
+    summary="Ready to serve: database reachable and schema at the newest migration",
+    description="200 when ready; 503 (with `Retry-After`) naming what is missing: an"
+    " unreachable database or the pending migrations. Pool figures in both cases.",
+)
+async def ready(state: State) -> Response[Readiness]:
+    result = await check_readiness(state.db)
+    if result.status == "ready":
+        return Response(result)
+    return Response(result, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+@get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT, include_in_schema=True)
+async def metrics(state: State) -> Response[bytes]:
+    figures = pool_figures(state.db)
+    lines = [
+        "# HELP rawpost_pool_connections Database pool connections by state.",
+        "# TYPE rawpost_pool_connections gauge",
+        f'rawpost_pool_connections{{state="idle"}} {figures.idle}',
+        f'rawpost_pool_connections{{state="in_use"}} {figures.in_use}',
+        f'rawpost_pool_connections{{state="size"}} {figures.size}',
+        f'rawpost_pool_connections{{state="max"}} {figures.max_size}',
+        "",
+    ]
+    body = generate_latest(REGISTRY) + "\n".join(lines).encode()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+router = Router("/health", route_handlers=[live, ready], tags=["health"])

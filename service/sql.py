@@ -1,0 +1,163 @@
+"""Loads sql/**/*.sql by name into a read-only registry; named `:params` become `$n`.
+
+Parameter convention: a file refers to its parameters as `:name` (letters, digits,
+underscore). The loader rewrites them to asyncpg's `$1, $2, ...` in order of first
+appearance, so the same `:name` used twice is one parameter. It leaves alone `::`
+casts, anything inside '...' / E'...' strings, "quoted identifiers", $tag$ dollar
+quotes $tag$ and comments. Writing `$1` yourself is an error: one convention per file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import msgspec
+
+from service.config import SQL_DIR
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+_POSITIONAL = re.compile(r"\$[0-9]+")
+
+
+class SqlFileError(Exception):
+    """A SQL file is missing, unreadable or breaks the parameter convention."""
+
+
+class Query(msgspec.Struct, frozen=True):
+    """One statement: its name (`users/get_user`), source path, asyncpg text and params."""
+
+    name: str
+    path: str
+    sql: str
+    params: tuple[str, ...]
+
+    def args(self, values: Mapping[str, object]) -> list[object]:
+        """Order keyword values as the statement's `$n` placeholders expect."""
+        return [values[p] for p in self.params]
+
+
+def compile_named(text: str, *, origin: str = "<sql>") -> tuple[str, tuple[str, ...]]:
+    """Rewrite `:name` parameters to `$n`; return the new text and the names in order."""
+    out: list[str] = []
+    names: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        nxt = text[i + 1] if i + 1 < n else ""
+        if ch == "-" and nxt == "-":
+            end = text.find("\n", i)
+            end = n if end == -1 else end
+            out.append(text[i:end])
+            i = end
+        elif ch == "/" and nxt == "*":
+            end = _block_comment_end(text, i, origin)
+            out.append(text[i:end])
+            i = end
+        elif ch == "'":
+            escapes = i > 0 and text[i - 1] in "eE" and not _is_ident_char(text, i - 2)
+            end = _quoted_end(text, i, "'", backslash=escapes, origin=origin)
+            out.append(text[i:end])
+            i = end
+        elif ch == '"':
+            end = _quoted_end(text, i, '"', backslash=False, origin=origin)
+            out.append(text[i:end])
+            i = end
+        elif ch == "$":
+            tag = _DOLLAR_TAG.match(text, i)
+            if tag and not _is_ident_char(text, i - 1):
+                close = text.find(tag.group(0), tag.end())
+                if close == -1:
+                    raise SqlFileError(f"{origin}: unterminated dollar-quoted string")
+                end = close + len(tag.group(0))
+                out.append(text[i:end])
+                i = end
+            elif _POSITIONAL.match(text, i):
+                raise SqlFileError(
+                    f"{origin}: positional parameter {_POSITIONAL.match(text, i).group(0)}"  # type: ignore[union-attr]
+                    " found; use :name parameters"
+                )
+            else:
+                out.append(ch)
+                i += 1
+        elif ch == ":" and nxt == ":":
+            out.append("::")
+            i += 2
+        elif ch == ":" and (m := _NAME.match(text, i + 1)):
+            name = m.group(0)
+            if name not in names:
+                names.append(name)
+            out.append(f"${names.index(name) + 1}")
+            i = m.end()
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out), tuple(names)
+
+
+def _is_ident_char(text: str, i: int) -> bool:
+    return i >= 0 and (text[i].isalnum() or text[i] == "_")
+
+
+def _quoted_end(text: str, start: int, quote: str, *, backslash: bool, origin: str) -> int:
+    i = start + 1
+    while i < len(text):
+        if backslash and text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == quote:
+            if i + 1 < len(text) and text[i + 1] == quote:
+                i += 2
+                continue
+            return i + 1
+        i += 1
+    raise SqlFileError(f"{origin}: unterminated {quote} quote")
+
+
+def _block_comment_end(text: str, start: int, origin: str) -> int:
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("/*", i):
+            depth += 1
+            i += 2
+        elif text.startswith("*/", i):
+            depth -= 1
+            i += 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    raise SqlFileError(f"{origin}: unterminated /* comment")
+
+
+def load_queries(root: Path = SQL_DIR) -> Mapping[str, Query]:
+    """Read every `.sql` file under `root`; the name is its path without the suffix."""
+    if not root.is_dir():
+        raise SqlFileError(f"{root}: SQL folder not found")
+    found: dict[str, Query] = {}
+    for path in sorted(root.rglob("*.sql")):
+        name = path.relative_to(root).with_suffix("").as_posix()
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise SqlFileError(f"{path}: file is empty")
+        sql, params = compile_named(text, origin=str(path))
+        found[name] = Query(name=name, path=str(path), sql=sql, params=params)
+    return MappingProxyType(found)
+
+
+QUERIES: Mapping[str, Query] = load_queries()
+
+
+def query(name: str) -> Query:
+    """The loaded query called `name`; a missing file fails at import, naming its path."""
+    try:
+        return QUERIES[name]
+    except KeyError:
+        raise SqlFileError(f"{SQL_DIR / name}.sql: no such SQL file") from None
+
+
+def names() -> Sequence[str]:
+    return sorted(QUERIES)

@@ -1,0 +1,68 @@
+"""Request and response Structs for users; constraints come from the HTTP contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from service.posts.schemas import Post
+from service.validation import trimmed
+
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+$",
+        description="3..254 characters shaped like local@domain; unique among live users"
+        " ignoring case; stored as given.",
+    ),
+]
+Name = Annotated[
+    str,
+    Meta(min_length=1, description="1..100 characters after trimming surrounding whitespace."),
+]
+
+NAME_MAX = 100
+
+
+class User(msgspec.Struct, kw_only=True):
+    id: UUID
+    email: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserWithPosts(User, kw_only=True):
+    posts: list[Post]
+
+
+class UserPage(msgspec.Struct, kw_only=True):
+    items: list[User]
+    next_cursor: str | None
+
+
+class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    email: Email
+    name: Name
+
+    def __post_init__(self) -> None:
+        self.name = trimmed("name", self.name, min_length=1, max_length=NAME_MAX)
+
+
+class UserPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Any of the fields; those left out keep their value."""
+
+    email: Email | UnsetType = UNSET
+    name: Name | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if self.email is UNSET and self.name is UNSET:
+            raise ValueError("give at least one of `email`, `name`")
+        if not isinstance(self.name, UnsetType):
+            self.name = trimmed("name", self.name, min_length=1, max_length=NAME_MAX)

@@ -1,0 +1,4 @@
+-- list_applied_migrations: ids of the migrations yoyo has recorded as applied.
+-- Returns: one row per applied migration.
+SELECT m.migration_id
+FROM _yoyo_migration AS m

@@ -1,0 +1,14 @@
+-- list_users: a page of live users, newest first (keyset on created_at, id).
+-- Returns: rows shaped like User.
+-- :before_created_at  cursor: only rows strictly older than (this, :before_id); NULL = first page
+-- :before_id          cursor id; NULL = first page
+-- :limit              rows wanted (the page size + 1, to tell whether a next page exists)
+SELECT u.id, u.email, u.name, u.created_at, u.updated_at
+FROM users AS u
+WHERE u.deleted_at IS NULL
+  AND (u.created_at, u.id) < (
+      COALESCE(:before_created_at::timestamptz, 'infinity'),
+      COALESCE(:before_id::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  )
+ORDER BY u.created_at DESC, u.id DESC
+LIMIT :limit

@@ -1,0 +1,105 @@
+"""A real PostgreSQL for the tests: embedded (throwaway) or TEST_DATABASE_URL.
+
+Isolation: migrations run once into a template database; every test gets a fresh
+database cloned from it and dropped afterwards, so no test sees another's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+from psycopg import sql
+
+from service import migrate
+from service.app import create_app
+from service.config import Settings, load_settings
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, pointing at database `name`."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL with CREATEDB rights on a PostgreSQL that lives for the test session."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+        return
+    from service.embedded import start_server
+
+    server = start_server(Path(tmp_path_factory.mktemp("pg")) / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A migrated database that every test database is cloned from."""
+    name = f"rawpost_template_{os.getpid()}"
+    with _admin(pg_admin_url) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    migrate.apply(with_database(pg_admin_url, name), echo=lambda _: None)
+    try:
+        yield name
+    finally:
+        with _admin(pg_admin_url) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"rawpost_test_{uuid.uuid4().hex[:12]}"
+    with _admin(pg_admin_url) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY file_copy").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
+    try:
+        yield with_database(pg_admin_url, name)
+    finally:
+        with _admin(pg_admin_url) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A direct connection to the test's database, for checking stored rows."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={"database_url": db_url, "pool_min_size": 1, "startup_timeout": 5},
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    """The real app (real lifespan, real pool) on the test's own database."""
+    with TestClient(app=create_app(settings)) as test_client:
+        yield test_client
