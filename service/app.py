@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -21,7 +21,7 @@ from service.health import repository as health_repository
 from service.health.routes import metrics
 from service.health.routes import router as health_router
 from service.posts.routes import router as posts_router
-from service.sql import QUERIES, SqlFileError
+from service.sql import QUERIES, Query, SqlFileError
 from service.users.routes import router as users_router
 
 log = logging.getLogger("rawpost.app")
@@ -40,7 +40,9 @@ Users and their posts over PostgreSQL.
 """
 
 
-async def verify_sql(pool: Pool, migrations: tuple[str, ...]) -> None:
+async def verify_sql(
+    pool: Pool, migrations: tuple[str, ...], queries: Mapping[str, Query] = QUERIES
+) -> None:
     """Prepare every SQL file; any failure stops the start, naming each file."""
     async with pool.acquire() as conn:
         try:
@@ -56,7 +58,7 @@ async def verify_sql(pool: Pool, migrations: tuple[str, ...]) -> None:
             )
             return
         failures = []
-        for q in QUERIES.values():
+        for q in queries.values():
             try:
                 await conn.prepare(q.sql)
             except asyncpg.PostgresError as exc:

@@ -82,3 +82,5 @@ def apply() -> None:
     setup_logging(settings.log_level)
     url, _ = _database_url(settings)
     migrate.apply(url, echo=click.echo)
+if __name__ == "__main__":
+    main()

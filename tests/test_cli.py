@@ -1,0 +1,186 @@
+"""The `rawpost` command as a user runs it: real processes, a real PostgreSQL, loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from service import migrate
+from tests.conftest import with_database
+
+RAWPOST = [sys.executable, "-m", "service.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _post(url: str, body: dict[str, object]) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(response.status)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAWPOST_")}
+    env.pop("DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+class Server:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [*RAWPOST, "serve", "--port", str(self.port), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait_live(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                out = self.process.stdout.read() if self.process.stdout else ""
+                raise AssertionError(f"server exited early ({self.process.returncode}):\n{out}")
+            try:
+                if _get(self.base + "/health/live")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("server did not come up in time")
+
+    def interrupt(self, timeout: float = 30) -> int:
+        """Ctrl-C, as a user would; return the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+    def output(self) -> str:
+        return self.process.stdout.read() if self.process.stdout else ""
+
+
+@pytest.fixture
+def empty_db_url(pg_admin_url: str) -> Iterator[str]:
+    name = f"rawpost_cli_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_serve_with_database_url_leaves_schema_alone_until_migrate_apply(
+    empty_db_url: str,
+) -> None:
+    server = Server(_env(DATABASE_URL=empty_db_url))
+    try:
+        server.wait_live()
+        status, body = _get(server.base + "/health/ready")
+        assert status == 503
+        assert body["pending_migrations"] == migrate.migration_ids()
+
+        applied = subprocess.run(
+            [*RAWPOST, "migrate", "apply"],
+            env=_env(DATABASE_URL=empty_db_url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert "applying 3 migration(s)" in applied.stdout
+
+        status, body = _get(server.base + "/health/ready")
+        assert status == 200, body
+        assert body["pending_migrations"] == []
+    finally:
+        assert server.interrupt() == 0
+
+
+def test_serve_migrate_flag_applies_pending_migrations_first(empty_db_url: str) -> None:
+    server = Server(_env(DATABASE_URL=empty_db_url), "--migrate")
+    try:
+        server.wait_live()
+        assert _get(server.base + "/health/ready")[0] == 200
+    finally:
+        assert server.interrupt() == 0
+
+
+def test_serve_without_database_url_runs_an_embedded_database_that_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "pgdata"
+    env = _env(RAWPOST_DATA_DIR=str(data_dir))
+
+    first = Server(env)
+    try:
+        first.wait_live()
+        assert _get(first.base + "/health/ready")[0] == 200
+        assert _post(first.base + "/api/users", {"email": "kept@x.io", "name": "Kept"}) == 201
+    finally:
+        assert first.interrupt() == 0
+    assert not (data_dir / "postmaster.pid").exists(), "Ctrl-C left the embedded server running"
+
+    second = Server(env)
+    try:
+        second.wait_live()
+        status, body = _get(second.base + "/api/users?email=KEPT@x.io")
+        assert status == 200
+        assert [u["email"] for u in body["items"]] == ["kept@x.io"]  # type: ignore[union-attr]
+    finally:
+        assert second.interrupt() == 0
+    assert not (data_dir / "postmaster.pid").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("RAWPOST_PORT", "eighty"), ("RAWPOST_POOL_MAX_SIZE", "0"), ("RAWPOST_LOG_LEVEL", "loud")],
+)
+def test_a_malformed_setting_stops_the_start_naming_the_variable(variable: str, value: str) -> None:
+    result = subprocess.run(
+        [*RAWPOST, "serve"],
+        env=_env(**{variable: value, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr

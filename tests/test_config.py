@@ -1,0 +1,57 @@
+"""Settings come from the environment once; bad values name their variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.config import ENV_NAMES, Settings, SettingsError, load_settings
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load_settings(environ={})
+    assert settings.database_url is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.pool_max_size == 20
+    assert settings.pool_max_idle == 30
+    assert settings.connect_timeout == 10
+    assert settings.body_limit == 1024 * 1024
+
+
+def test_every_setting_has_an_environment_variable() -> None:
+    assert set(ENV_NAMES) == set(Settings.__struct_fields__)
+
+
+def test_environment_values_are_converted_to_their_types() -> None:
+    settings = load_settings(
+        environ={
+            "DATABASE_URL": "postgresql://u@h/db",
+            "RAWPOST_PORT": "9000",
+            "RAWPOST_ACQUIRE_TIMEOUT": "0.25",
+            "RAWPOST_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.database_url == "postgresql://u@h/db"
+    assert settings.port == 9000
+    assert settings.acquire_timeout == 0.25
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RAWPOST_PORT", "http"),
+        ("RAWPOST_PORT", "70000"),
+        ("RAWPOST_POOL_MAX_SIZE", "0"),
+        ("RAWPOST_ACQUIRE_TIMEOUT", "-1"),
+        ("RAWPOST_BODY_LIMIT", "1.5MB"),
+        ("RAWPOST_LOG_LEVEL", "chatty"),
+    ],
+)
+def test_a_malformed_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(environ={variable: value})
+
+
+def test_pool_min_above_max_is_refused() -> None:
+    with pytest.raises(SettingsError, match="RAWPOST_POOL_MIN_SIZE"):
+        load_settings(environ={"RAWPOST_POOL_MIN_SIZE": "30", "RAWPOST_POOL_MAX_SIZE": "20"})

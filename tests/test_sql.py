@@ -1,0 +1,112 @@
+"""The SQL registry: the `:name` convention, and every file loaded, used and preparable."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from service import migrate
+from service.app import verify_sql
+from service.config import PROJECT_ROOT, SQL_DIR, load_settings
+from service.db import create_pool
+from service.sql import QUERIES, SqlFileError, compile_named, load_queries, query
+
+
+def test_named_parameters_become_positional_in_order_of_first_use() -> None:
+    sql, params = compile_named("SELECT :b, :a, :b")
+    assert sql == "SELECT $1, $2, $1"
+    assert params == ("b", "a")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_sql", "expected_params"),
+    [
+        ("SELECT :x::int", "SELECT $1::int", ("x",)),
+        ("SELECT now()::date, :d::timestamptz", "SELECT now()::date, $1::timestamptz", ("d",)),
+        ("SELECT 'a:b :c', :p", "SELECT 'a:b :c', $1", ("p",)),
+        ("SELECT 'it''s :no', :p", "SELECT 'it''s :no', $1", ("p",)),
+        ("SELECT E'\\' :no', :p", "SELECT E'\\' :no', $1", ("p",)),
+        ("SELECT 'costs $5', :p", "SELECT 'costs $5', $1", ("p",)),
+        ("SELECT $$ :no $1 $$, :p", "SELECT $$ :no $1 $$, $1", ("p",)),
+        ("SELECT $fn$ it's :no $fn$, :p", "SELECT $fn$ it's :no $fn$, $1", ("p",)),
+        ('SELECT 1 AS ":no", :p', 'SELECT 1 AS ":no", $1', ("p",)),
+        ("-- :no here\nSELECT :p", "-- :no here\nSELECT $1", ("p",)),
+        ("/* :no /* nested :no */ */ SELECT :p", "/* :no /* nested :no */ */ SELECT $1", ("p",)),
+        ("SELECT arr[1:2], :p", "SELECT arr[1:2], $1", ("p",)),
+    ],
+)
+def test_tricky_sql_keeps_casts_literals_and_comments(
+    text: str, expected_sql: str, expected_params: tuple[str, ...]
+) -> None:
+    assert compile_named(text) == (expected_sql, expected_params)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["SELECT $1", "SELECT 'open", 'SELECT "open', "SELECT $$ open", "/* open"],
+)
+def test_positional_parameters_and_unterminated_text_are_rejected(text: str) -> None:
+    with pytest.raises(SqlFileError, match="<sql>"):
+        compile_named(text)
+
+
+def test_every_sql_file_is_loaded() -> None:
+    files = {p.relative_to(SQL_DIR).with_suffix("").as_posix() for p in SQL_DIR.rglob("*.sql")}
+    assert files == set(QUERIES)
+    assert files, "no SQL files found"
+
+
+def test_every_sql_file_is_used_by_the_service() -> None:
+    source = "\n".join(p.read_text() for p in (PROJECT_ROOT / "service").rglob("*.py"))
+    used = set(re.findall(r'query\("([^"]+)"\)', source))
+    assert used == set(QUERIES), {"unused": set(QUERIES) - used, "missing": used - set(QUERIES)}
+
+
+def test_a_missing_query_name_fails_naming_its_path() -> None:
+    with pytest.raises(SqlFileError, match=r"sql/users/no_such_query\.sql"):
+        query("users/no_such_query")
+
+
+def test_every_sql_file_prepares_against_the_migrated_schema(db_url: str) -> None:
+    async def prepare_all() -> dict[str, int]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            counts = {}
+            for q in QUERIES.values():
+                statement = await conn.prepare(q.sql)
+                counts[q.name] = len(statement.get_parameters())
+            return counts
+        finally:
+            await conn.close()
+
+    counts = asyncio.run(prepare_all())
+    assert counts == {q.name: len(q.params) for q in QUERIES.values()}
+
+
+def test_start_fails_listing_every_sql_file_that_does_not_prepare(
+    db_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "users").mkdir()
+    (tmp_path / "users" / "get_nothing.sql").write_text("SELECT no_such_column FROM users")
+    (tmp_path / "users" / "list_ghosts.sql").write_text("SELECT id FROM ghosts")
+    (tmp_path / "users" / "get_user.sql").write_text("SELECT u.id FROM users AS u")
+    broken = load_queries(tmp_path)
+    settings = load_settings(environ={}, overrides={"database_url": db_url})
+
+    async def start() -> None:
+        pool = await create_pool(settings)
+        try:
+            await verify_sql(pool, tuple(migrate.migration_ids()), broken)
+        finally:
+            await pool.close()
+
+    with pytest.raises(SqlFileError) as caught:
+        asyncio.run(start())
+    message = str(caught.value)
+    assert f'{tmp_path / "users" / "get_nothing.sql"}: column "no_such_column"' in message
+    assert f'{tmp_path / "users" / "list_ghosts.sql"}: relation "ghosts"' in message
+    assert "get_user.sql" not in message
