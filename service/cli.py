@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 import msgspec
@@ -75,6 +77,86 @@ def migrate_group() -> None:
     """Schema migrations (yoyo) for DATABASE_URL, or the embedded database."""
 
 
+@main.group()
+def contracts() -> None:
+    """Typed Structs and query functions generated from the migrated schema and sql/."""
+
+
+_DATABASE_URL_OPTION = click.option(
+    "--database-url",
+    default=None,
+    help="A server to use for the scratch database (needs CREATEDB);"
+    " default: a temporary embedded PostgreSQL.",
+)
+
+
+@contracts.command(name="generate")
+@_DATABASE_URL_OPTION
+def contracts_generate(database_url: str | None) -> None:
+    """Migrate a scratch database, read its types, write service/generated/."""
+    from service import contracts as generator
+
+    click.echo("migrating a scratch database and reading its types ...")
+    files = _or_fail(lambda: generator.build(database_url))
+    for path in generator.write(files):
+        click.echo(f"  wrote {path}")
+
+
+@contracts.command(name="check")
+@_DATABASE_URL_OPTION
+def contracts_check(database_url: str | None) -> None:
+    """Fail with a diff when service/generated/ is stale."""
+    from service import contracts as generator
+
+    click.echo("regenerating contracts in memory to compare ...")
+    changes = generator.diff(_or_fail(lambda: generator.build(database_url)))
+    if changes:
+        click.echo(changes)
+        raise click.ClickException(
+            "service/generated/ is stale: run `uv run rawpost contracts generate` and commit"
+        )
+    click.echo("service/generated/ is up to date")
+
+
+@main.group(name="sql")
+def sql_group() -> None:
+    """Checks of the hand-written SQL files."""
+
+
+@sql_group.command(name="check")
+@_DATABASE_URL_OPTION
+def sql_check(database_url: str | None) -> None:
+    """Prepare every file against a freshly migrated database; report every failure."""
+    import psycopg
+
+    from service.config import SQL_DIR
+    from service.contracts import scratch, sqlcheck
+
+    click.echo(f"preparing every file under {SQL_DIR} against a freshly migrated database ...")
+    with (
+        scratch.scratch_database(database_url) as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        problems = sqlcheck.check(conn, SQL_DIR)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in SQL files")
+    click.echo("all SQL files prepare and filter soft-deleted rows")
+
+
+T = TypeVar("T")
+
+
+def _or_fail(work: Callable[[], T]) -> T:
+    from service.contracts.introspect import ContractError
+
+    try:
+        return work()
+    except ContractError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @migrate_group.command()
 def apply() -> None:
     """Apply pending migrations, holding an advisory lock."""
@@ -82,5 +164,7 @@ def apply() -> None:
     setup_logging(settings.log_level)
     url, _ = _database_url(settings)
     migrate.apply(url, echo=click.echo)
+
+
 if __name__ == "__main__":
     main()

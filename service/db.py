@@ -26,6 +26,9 @@ else:
     Pool = asyncpg.Pool
     RawConnection = asyncpg.Connection
 
+# What generated query functions accept: a pooled connection or a plain one.
+Executor: TypeAlias = "Connection | RawConnection"
+
 # What a handler declares to get a pooled connection: `conn: ConnectionDep`.
 ConnectionDep: TypeAlias = NamedDependency[Connection]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -47,12 +48,14 @@ def advisory_lock(database_url: str) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
 
 
-def apply(database_url: str, echo: Echo = print) -> list[str]:
+def apply(
+    database_url: str, echo: Echo = print, *, migrations_dir: Path = MIGRATIONS_DIR
+) -> list[str]:
     """Apply pending migrations under the advisory lock; return the ids applied."""
     with advisory_lock(database_url):
         backend = get_backend(yoyo_url(database_url))
         try:
-            todo: Any = backend.to_apply(read_migrations(str(MIGRATIONS_DIR)))
+            todo: Any = backend.to_apply(read_migrations(str(migrations_dir)))
             if not todo:
                 echo("schema is up to date; nothing to apply")
                 return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -67,8 +67,16 @@ def decode_cursor(value: str | None) -> Cursor | None:
     return cursor
 
 
-def keyset_args(cursor: Cursor | None, limit: int) -> dict[str, object]:
-    """Keyword arguments every list statement takes; one extra row tells if more follow."""
+class Keyset(TypedDict):
+    """The keyword arguments every list statement takes (see sql/*/list_*.sql)."""
+
+    before_created_at: datetime | None
+    before_id: UUID | None
+    limit: int
+
+
+def keyset_args(cursor: Cursor | None, limit: int) -> Keyset:
+    """Keyset arguments for the page after `cursor`; one extra row tells if more follow."""
     return {
         "before_created_at": cursor.created_at if cursor else None,
         "before_id": cursor.id if cursor else None,

@@ -9,6 +9,7 @@ quotes $tag$ and comments. Writing `$1` yourself is an error: one convention per
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from service.config import SQL_DIR
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _POSITIONAL = re.compile(r"\$[0-9]+")
+_ANNOTATION = re.compile(r"^--\s*@([a-z][a-z-]*)\s*:?\s*(.*)$")
 
 
 class SqlFileError(Exception):
@@ -34,6 +36,18 @@ class Query(msgspec.Struct, frozen=True):
     path: str
     sql: str
     params: tuple[str, ...]
+    source: str  # the file's text as written
+    digest: str  # sha256 of `source`, so generated code can tell when it is stale
+
+    @property
+    def annotations(self) -> dict[str, tuple[str, ...]]:
+        """`-- @key: a, b` header lines (see README, "How to add a query")."""
+        found: dict[str, tuple[str, ...]] = {}
+        for line in self.source.splitlines():
+            if m := _ANNOTATION.match(line):
+                values = (m.group(2) or "").replace(",", " ").split()
+                found[m.group(1)] = found.get(m.group(1), ()) + tuple(values)
+        return found
 
     def args(self, values: Mapping[str, object]) -> list[object]:
         """Order keyword values as the statement's `$n` placeholders expect."""
@@ -144,19 +158,34 @@ def load_queries(root: Path = SQL_DIR) -> Mapping[str, Query]:
         if not text.strip():
             raise SqlFileError(f"{path}: file is empty")
         sql, params = compile_named(text, origin=str(path))
-        found[name] = Query(name=name, path=str(path), sql=sql, params=params)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        found[name] = Query(
+            name=name, path=str(path), sql=sql, params=params, source=text, digest=digest
+        )
     return MappingProxyType(found)
 
 
 QUERIES: Mapping[str, Query] = load_queries()
 
 
-def query(name: str) -> Query:
-    """The loaded query called `name`; a missing file fails at import, naming its path."""
+def query(
+    name: str, digest: str | None = None, *, registry: Mapping[str, Query] = QUERIES
+) -> Query:
+    """The loaded query called `name`; a missing file fails at import, naming its path.
+
+    Generated code passes the digest of the file it was generated from, so a SQL file
+    edited without `rawpost contracts generate` stops the start instead of lying.
+    """
     try:
-        return QUERIES[name]
+        found = registry[name]
     except KeyError:
         raise SqlFileError(f"{SQL_DIR / name}.sql: no such SQL file") from None
+    if digest is not None and found.digest != digest:
+        raise SqlFileError(
+            f"{found.path}: changed since its typed function was generated;"
+            " run `rawpost contracts generate`"
+        )
+    return found
 
 
 def names() -> Sequence[str]:

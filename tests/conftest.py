@@ -7,6 +7,7 @@ database cloned from it and dropped afterwards, so no test sees another's rows.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,18 +34,21 @@ def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """A URL with CREATEDB rights on a PostgreSQL that lives for the test session."""
     if url := os.environ.get("TEST_DATABASE_URL"):
         yield url
         return
     from service.embedded import start_server
 
-    server = start_server(Path(tmp_path_factory.mktemp("pg")) / "data", cleanup_mode="delete")
-    try:
-        yield server.get_uri("postgres")
-    finally:
-        server.cleanup()
+    # Not under pytest's tmp_path: pytest prunes old basetemps, which would pull the data
+    # folder from under a concurrently running session's server.
+    with tempfile.TemporaryDirectory(prefix="rawpost-test-pg-") as tmp:
+        server = start_server(Path(tmp) / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri("postgres")
+        finally:
+            server.cleanup()
 
 
 @pytest.fixture(scope="session")

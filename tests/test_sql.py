@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 import asyncpg
@@ -60,10 +59,14 @@ def test_every_sql_file_is_loaded() -> None:
     assert files, "no SQL files found"
 
 
-def test_every_sql_file_is_used_by_the_service() -> None:
-    source = "\n".join(p.read_text() for p in (PROJECT_ROOT / "service").rglob("*.py"))
-    used = set(re.findall(r'query\("([^"]+)"\)', source))
-    assert used == set(QUERIES), {"unused": set(QUERIES) - used, "missing": used - set(QUERIES)}
+def test_every_sql_file_is_called_through_its_generated_function_by_a_repository() -> None:
+    unused = []
+    for name in QUERIES:
+        domain, function = name.split("/")
+        repository = (PROJECT_ROOT / "service" / domain / "repository.py").read_text()
+        if f"q.{function}(" not in repository:
+            unused.append(name)
+    assert unused == []
 
 
 def test_a_missing_query_name_fails_naming_its_path() -> None:

@@ -1,13 +1,10 @@
-"""One function per file in sql/health/."""
+"""Health: the generated query functions the readiness check needs."""
 
 from __future__ import annotations
 
 from service.db import Connection
-from service.sql import query
-
-LIST_APPLIED_MIGRATIONS = query("health/list_applied_migrations")
+from service.generated import health as q
 
 
 async def list_applied_migrations(conn: Connection) -> set[str]:
-    rows = await conn.fetch(LIST_APPLIED_MIGRATIONS.sql)
-    return {str(row["migration_id"]) for row in rows}
+    return {row.migration_id for row in await q.list_applied_migrations(conn) if row.migration_id}

@@ -1,4 +1,4 @@
-"""One function per file in sql/posts/; each returns Structs and raises domain errors."""
+"""Posts: call the generated query functions, return curated Structs, raise domain errors."""
 
 from __future__ import annotations
 
@@ -8,37 +8,32 @@ import msgspec
 
 from service.db import Connection
 from service.errors import NotFoundError, UnprocessableError
+from service.generated import posts as q
 from service.pagination import Cursor, keyset_args
 from service.posts.schemas import Post
-from service.sql import query
-
-GET_POST = query("posts/get_post")
-LIST_POSTS = query("posts/list_posts")
-LIST_USER_POSTS = query("posts/list_user_posts")
-INSERT_POST = query("posts/insert_post")
-UPDATE_POST = query("posts/update_post")
-DELETE_POST = query("posts/delete_post")
-RESTORE_POST = query("posts/restore_post")
 
 
 def _not_found(post_id: UUID) -> NotFoundError:
     return NotFoundError(f"post {post_id} not found")
 
 
+def _post(row: object) -> Post:
+    return msgspec.convert(row, Post, from_attributes=True)
+
+
 async def get_post(conn: Connection, *, post_id: UUID) -> Post:
-    row = await conn.fetchrow(GET_POST.sql, post_id)
+    row = await q.get_post(conn, post_id=post_id)
     if row is None:
         raise _not_found(post_id)
-    return msgspec.convert(row, Post)
+    return _post(row)
 
 
 async def list_posts(
     conn: Connection, *, cursor: Cursor | None, limit: int, published: bool | None
 ) -> list[Post]:
     """Up to limit + 1 visible posts after `cursor`, newest first."""
-    args = {"published": published, **keyset_args(cursor, limit)}
-    rows = await conn.fetch(LIST_POSTS.sql, *LIST_POSTS.args(args))
-    return [msgspec.convert(row, Post) for row in rows]
+    rows = await q.list_posts(conn, published=published, **keyset_args(cursor, limit))
+    return [_post(row) for row in rows]
 
 
 async def list_user_posts(
@@ -50,21 +45,24 @@ async def list_user_posts(
     published: bool | None,
 ) -> list[Post] | None:
     """Up to limit + 1 of one author's visible posts; None when the author is not visible."""
-    args = {"author_id": author_id, "published": published, **keyset_args(cursor, limit)}
-    rows = await conn.fetch(LIST_USER_POSTS.sql, *LIST_USER_POSTS.args(args))
+    rows = await q.list_user_posts(
+        conn, author_id=author_id, published=published, **keyset_args(cursor, limit)
+    )
     if not rows:
         return None
-    return [msgspec.convert(row, Post) for row in rows if row["id"] is not None]
+    # An author without posts on this page comes back as one row of NULL post columns.
+    return [_post(row) for row in rows if row.id is not None]
 
 
 async def insert_post(
     conn: Connection, *, author_id: UUID, title: str, content: str, published: bool
 ) -> Post:
-    args = {"author_id": author_id, "title": title, "content": content, "published": published}
-    row = await conn.fetchrow(INSERT_POST.sql, *INSERT_POST.args(args))
+    row = await q.insert_post(
+        conn, author_id=author_id, title=title, content=content, published=published
+    )
     if row is None:
         raise UnprocessableError(f"author {author_id} does not exist or is deleted")
-    return msgspec.convert(row, Post)
+    return _post(row)
 
 
 async def update_post(
@@ -75,20 +73,21 @@ async def update_post(
     content: str | None,
     published: bool | None,
 ) -> Post:
-    args = {"post_id": post_id, "title": title, "content": content, "published": published}
-    row = await conn.fetchrow(UPDATE_POST.sql, *UPDATE_POST.args(args))
+    row = await q.update_post(
+        conn, post_id=post_id, title=title, content=content, published=published
+    )
     if row is None:
         raise _not_found(post_id)
-    return msgspec.convert(row, Post)
+    return _post(row)
 
 
 async def delete_post(conn: Connection, *, post_id: UUID) -> None:
-    if await conn.fetchval(DELETE_POST.sql, post_id) is None:
+    if await q.delete_post(conn, post_id=post_id) is None:
         raise _not_found(post_id)
 
 
 async def restore_post(conn: Connection, *, post_id: UUID) -> Post:
-    row = await conn.fetchrow(RESTORE_POST.sql, post_id)
+    row = await q.restore_post(conn, post_id=post_id)
     if row is None:
         raise NotFoundError(f"post {post_id} not found, or its author is deleted")
-    return msgspec.convert(row, Post)
+    return _post(row)

@@ -1,4 +1,5 @@
 -- delete_post: soft-delete a visible post (live, by a live author).
+-- @returns scalar
 -- Returns: the id of the deleted row, or no row if the post was not visible.
 -- :post_id  the post's id
 UPDATE posts AS p

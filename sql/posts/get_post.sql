@@ -1,4 +1,6 @@
 -- get_post: one live post of a live author, with the author.
+-- @returns one
+-- @not-null author
 -- Returns: at most one row shaped like Post (author as a JSON object {id, name}).
 -- :post_id  the post's id
 SELECT p.id, p.author_id, p.title, p.content, p.published, p.created_at, p.updated_at,

@@ -1,4 +1,6 @@
 -- insert_post: create a post for a live author, returning it with its author.
+-- @returns one
+-- @not-null author
 -- Returns: the new row shaped like Post, or no row (nothing inserted) when the
 -- author is missing or deleted.
 -- :author_id  the author's id

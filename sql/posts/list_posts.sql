@@ -1,4 +1,7 @@
 -- list_posts: a page of live posts by live authors, newest first (keyset on created_at, id).
+-- @returns many
+-- @optional-params published, before_created_at, before_id
+-- @not-null author
 -- Returns: rows shaped like Post (author as a JSON object {id, name}).
 -- :published          only posts with this flag; NULL = all
 -- :before_created_at  cursor: only rows strictly older than (this, :before_id); NULL = first page

@@ -1,4 +1,7 @@
 -- list_user_posts: a page of one live author's live posts, newest first.
+-- @returns many
+-- @optional-params published, before_created_at, before_id
+-- @not-null author
 -- Returns: no row when the author is missing or deleted; otherwise rows shaped
 -- like Post, or a single row whose post columns are all NULL when the page is empty
 -- (so one statement tells "no such author" from "no posts").

@@ -1,4 +1,6 @@
 -- restore_post: bring back a soft-deleted post of a live author (a live post is
+-- @returns one
+-- @not-null author
 -- returned unchanged).
 -- Returns: the row shaped like Post, or no row if no such post exists or its
 -- author is deleted (restore the user first).

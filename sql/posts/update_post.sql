@@ -1,4 +1,7 @@
 -- update_post: change a live post (of a live author); updated_at moves.
+-- @returns one
+-- @optional-params title, content, published
+-- @not-null author
 -- Returns: the updated row shaped like Post, or no row if the post is not visible.
 -- :post_id    the post's id
 -- :title      new title, or NULL to keep it

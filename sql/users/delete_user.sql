@@ -1,4 +1,5 @@
 -- delete_user: soft-delete a live user (their posts vanish from reads with them).
+-- @returns scalar
 -- Returns: the id of the deleted row, or no row if it was missing or already deleted.
 -- :user_id  the user's id
 UPDATE users AS u

@@ -1,4 +1,5 @@
 -- get_user: one live user.
+-- @returns one
 -- Returns: at most one row shaped like User.
 -- :user_id  the user's id
 SELECT u.id, u.email, u.name, u.created_at, u.updated_at

@@ -1,4 +1,6 @@
 -- get_user_with_posts: one live user and their 20 newest live posts, in one statement.
+-- @returns one
+-- @not-null posts
 -- Returns: at most one row shaped like User plus `posts`, a JSON array of Post
 -- objects (each with its author), newest first; [] when the user has none.
 -- :user_id  the user's id

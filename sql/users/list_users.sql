@@ -1,4 +1,6 @@
 -- list_users: a page of live users, newest first (keyset on created_at, id).
+-- @returns many
+-- @optional-params before_created_at, before_id
 -- Returns: rows shaped like User.
 -- :before_created_at  cursor: only rows strictly older than (this, :before_id); NULL = first page
 -- :before_id          cursor id; NULL = first page

@@ -1,4 +1,5 @@
 -- restore_user: bring back a soft-deleted user (a live one is returned unchanged).
+-- @returns one
 -- Returns: the row shaped like User, or no row if no user has this id. Raises
 -- unique_violation (23505) when a live user now holds the same email.
 -- :user_id  the user's id

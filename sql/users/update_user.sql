@@ -1,4 +1,6 @@
 -- update_user: change a live user's email and/or name; updated_at moves.
+-- @returns one
+-- @optional-params email, name
 -- Returns: the updated row shaped like User, or no row if the user is missing or deleted.
 -- :user_id  the user's id
 -- :email    new email, or NULL to keep it
