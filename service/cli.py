@@ -56,9 +56,9 @@ def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> 
     setup_logging(settings.log_level)
     url, is_embedded = _database_url(settings)
     if apply_migrations or (apply_migrations is None and is_embedded):
-        migrate.apply(url, echo=click.echo)
+        _apply(url)
     settings = msgspec.structs.replace(settings, database_url=url)
-    click.echo(f"serving on http://{settings.host}:{settings.port} (docs at /schema)")
+    click.echo(f"starting on http://{settings.host}:{settings.port} (docs at /schema)")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -163,7 +163,19 @@ def apply() -> None:
     settings = _settings()
     setup_logging(settings.log_level)
     url, _ = _database_url(settings)
-    migrate.apply(url, echo=click.echo)
+    _apply(url)
+
+
+def _apply(url: str) -> None:
+    """Apply migrations; a failure is reported in one readable line, not a traceback."""
+    try:
+        migrate.apply(url, echo=click.echo)
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise click.ClickException(
+            f"migration failed ({type(exc).__name__}: {detail}); the failed migration was"
+            " rolled back, earlier ones in this run stay applied"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -135,4 +135,9 @@ async def provide_connection(state: State) -> AsyncGenerator[Connection, None]:
     try:
         yield conn
     finally:
-        await db.pool.release(conn)
+        try:
+            await db.pool.release(conn, timeout=db.settings.acquire_timeout)
+        except Exception as exc:
+            # The pool terminates a connection it cannot reset; the request's own
+            # outcome stands, so a clean-up failure must not turn it into a 500.
+            log.warning("pooled connection discarded on release: %s", type(exc).__name__)

@@ -75,7 +75,9 @@ class Problem(msgspec.Struct, omit_defaults=True):
 
 
 # SQLSTATEs that mean "the database is away or overloaded", not "your request is wrong".
-_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300", "57014", "55P03"}
+_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300", "57014", "55P03", "3D000"}
+# undefined_table, undefined_column, undefined_function, undefined_object
+_SCHEMA_BEHIND_STATES = {"42P01", "42703", "42883", "42704"}
 
 
 def from_database(exc: asyncpg.PostgresError) -> DomainError:
@@ -89,6 +91,9 @@ def from_database(exc: asyncpg.PostgresError) -> DomainError:
         return BadRequestError("a value is not valid for its field (e.g. contains a NUL byte)")
     if state.startswith("08") or state in _UNAVAILABLE_STATES:
         return UnavailableError("the database is unavailable; retry shortly")
+    if state in _SCHEMA_BEHIND_STATES:
+        # A table or column the SQL files need is missing: migrations are pending.
+        return UnavailableError("the database schema is not migrated yet; retry shortly")
     return DomainError("unexpected database error")
 
 
@@ -96,9 +101,17 @@ def is_unavailable(exc: BaseException) -> bool:
     """Connection loss, pool exhaustion and timeouts: the client may retry."""
     if isinstance(exc, asyncpg.PostgresError):
         return isinstance(from_database(exc), UnavailableError)
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_unavailable(e) for e in exc.exceptions)
+    # InternalClientError: asyncpg's state machine on a connection the server just killed.
     return isinstance(
         exc,
-        asyncpg.InterfaceError | ConnectionError | OSError | asyncio.TimeoutError | TimeoutError,
+        asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | ConnectionError
+        | OSError
+        | asyncio.TimeoutError
+        | TimeoutError,
     )
 
 
@@ -108,8 +121,11 @@ def problem_response(
     detail: str,
     slug: str,
     errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[Problem]:
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    headers = dict(headers or {})
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Response(
         Problem(type=f"/problems/{slug}", title=title, status=status, detail=detail, errors=errors),
         status_code=status,
@@ -137,6 +153,9 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """The one place where exceptions become HTTP responses."""
+    if isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        # Litestar groups a handler's error with its dependencies' clean-up errors.
+        return handle_exception(request, exc.exceptions[0])
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "the request is invalid"
@@ -144,11 +163,18 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             # Litestar's own 400s (malformed JSON) carry a safe, useful detail.
             detail = exc.detail
         return problem_response(400, "Bad Request", detail, "validation", errors or None)
+    if isinstance(exc, UnicodeDecodeError):
+        return problem_response(400, "Bad Request", "the body is not valid UTF-8", "validation")
+    if isinstance(exc, RecursionError):
+        return problem_response(400, "Bad Request", "the JSON is nested too deeply", "validation")
     if (isinstance(exc, DomainError) and exc.status < 500) or isinstance(exc, UnavailableError):
         return problem_response(exc.status, exc.title, exc.detail, exc.slug)
     if isinstance(exc, HTTPException) and exc.status_code < 500:
         title = _TITLES.get(exc.status_code, "Client Error")
-        return problem_response(exc.status_code, title, exc.detail or title, _slug(title))
+        # Keep the exception's own headers, e.g. `Allow` on a 405.
+        return problem_response(
+            exc.status_code, title, exc.detail or title, _slug(title), headers=exc.headers
+        )
     if isinstance(exc, asyncpg.PostgresError):
         mapped = from_database(exc)
         if mapped.status != 500:

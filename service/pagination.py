@@ -31,7 +31,7 @@ CursorParam = Annotated[
 ]
 
 
-class Cursor(msgspec.Struct, array_like=True, frozen=True):
+class Cursor(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     """The last row of a page: the next page starts strictly after it."""
 
     created_at: datetime

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
+import msgspec
+from litestar.exceptions import ValidationException
 from msgspec import UnsetType
 
 T = TypeVar("T")
@@ -28,3 +31,23 @@ def trimmed(field: str, value: str, *, min_length: int, max_length: int) -> str:
             f"field `{field}` must be {min_length}..{max_length} characters after trimming"
         )
     return value
+
+
+_AT_PATH = re.compile(r"^(.*) - at `\$\.?([^`]*)`$")
+
+
+def strict_json(body: bytes, type_: type[T]) -> T:
+    """Decode a request body with no type coercion.
+
+    Litestar validates `data` leniently ("true" and 1 pass as a bool); the contract says a
+    wrong type is a 400, so the route decodes the raw body again, strictly, and uses that.
+    """
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        message, field = str(exc), "data"  # "data": errors.py finds the field in the text
+        if m := _AT_PATH.match(message):
+            message, field = m.group(1), m.group(2) or "data"
+        raise ValidationException(
+            detail="Validation failed", extra=[{"message": message, "key": field}]
+        ) from None

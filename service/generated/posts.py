@@ -30,7 +30,7 @@ _LIST_USER_POSTS = query(
     "posts/list_user_posts", "3d2397d95dbec9816bb3720ba634a86da989dd8091cd5ebd924cf6e9f891d201"
 )
 _RESTORE_POST = query(
-    "posts/restore_post", "2884db44e3ddd0db8a976eb97cf5ebd5f421d0d9228e749c01bfa6c2dc851504"
+    "posts/restore_post", "9c8b4296aa0e2b6b87bb19a68924c3cf21dad728c5b374eb7a64908294b5f453"
 )
 _UPDATE_POST = query(
     "posts/update_post", "7159a730aa555afc5d0760f00e2d6d2292c122e29e46b00ad7499b07e5d0bfe9"
@@ -158,7 +158,7 @@ class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True):
 
 async def restore_post(conn: Executor, *, post_id: uuid.UUID) -> RestorePostRow | None:
     """posts/restore_post.sql: bring back a soft-deleted post of a live author (a live post
-    is"""
+    is returned unchanged)."""
     row = await conn.fetchrow(_RESTORE_POST.sql, post_id)
     return None if row is None else msgspec.convert(row, RestorePostRow)
 

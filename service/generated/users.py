@@ -30,7 +30,7 @@ _LIST_USERS = query(
     "users/list_users", "5a195e49267cb8ccc14dc93c4c821a350d14fce38806669dedca3c0c00402787"
 )
 _LIST_USERS_BY_EMAIL = query(
-    "users/list_users_by_email", "0aba35e8b4226a8f47c57035cafa8a47787be9551553ee2bb1ffd88bca8f0e6a"
+    "users/list_users_by_email", "e21e219bacd257335000673e069883aec6db0864df30d3bd40e31706d65ab8dd"
 )
 _RESTORE_USER = query(
     "users/restore_user", "d247b02fc66d4ed8d21987dcb2e2f7b9f30655e8246e0fc2569580b1fdb7c274"
@@ -139,7 +139,7 @@ async def list_users_by_email(
     limit: int,
 ) -> list[ListUsersByEmailRow]:
     """users/list_users_by_email.sql: the page of live users whose email equals :email,
-    ignoring case"""
+    ignoring case (at most one row: live emails are unique case-insensitively)."""
     return [
         msgspec.convert(row, ListUsersByEmailRow)
         for row in await conn.fetch(

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 import msgspec
 from litestar import MediaType, Response, Router, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import REGISTRY, generate_latest
 
 from service.db import Database
-from service.errors import RETRY_AFTER_SECONDS, is_unavailable
+from service.errors import RETRY_AFTER_SECONDS
 from service.health import repository
+
+log = logging.getLogger("rawpost.health")
 
 
 class PoolFigures(msgspec.Struct, kw_only=True):
@@ -54,13 +58,20 @@ async def check_readiness(db: Database) -> Readiness:
     except asyncpg.UndefinedTableError:
         applied = set()
     except Exception as exc:
-        if not is_unavailable(exc):
-            raise
+        figures = pool_figures(db)
+        # Every connection busy past the deadline is overload, not an outage.
+        exhausted = (
+            isinstance(exc, TimeoutError)
+            and figures.idle == 0
+            and (figures.size >= figures.max_size)
+        )
+        if not exhausted:
+            log.warning("readiness check failed: %s", type(exc).__name__)
         return Readiness(
             status="unavailable",
-            database="unreachable",
+            database="pool exhausted" if exhausted else "unreachable",
             pending_migrations=[],
-            pool=pool_figures(db),
+            pool=figures,
         )
     pending = [m for m in db.migrations if m not in applied]
     return Readiness(
@@ -81,6 +92,14 @@ async def live() -> Liveness:
     summary="Ready to serve: database reachable and schema at the newest migration",
     description="200 when ready; 503 (with `Retry-After`) naming what is missing: an"
     " unreachable database or the pending migrations. Pool figures in both cases.",
+    responses={
+        503: ResponseSpec(
+            data_container=Readiness,
+            description="Not ready (with a `Retry-After` header): `database` says why,"
+            " `pending_migrations` lists what to"
+            " apply (`rawpost migrate apply`).",
+        )
+    },
 )
 async def ready(state: State) -> Response[Readiness]:
     result = await check_readiness(state.db)
@@ -102,7 +121,8 @@ async def metrics(state: State) -> Response[bytes]:
         "",
     ]
     body = generate_latest(REGISTRY) + "\n".join(lines).encode()
-    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+    # Litestar appends "; charset=utf-8" to text types itself.
+    return Response(body, media_type="text/plain; version=0.0.4")
 
 
 router = Router("/health", route_handlers=[live, ready], tags=["health"])

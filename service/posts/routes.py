@@ -6,14 +6,14 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Response, Router, delete, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, RawBody
 
 from service.db import ConnectionDep
 from service.errors import problem_responses
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page
 from service.posts import repository
 from service.posts.schemas import Post, PostCreate, PostPage, PostPatch
-from service.validation import given
+from service.validation import given, strict_json
 
 PostId = Annotated[UUID, Parameter(description="The post's id (a UUID).")]
 AuthorFilter = Annotated[
@@ -31,7 +31,10 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     " author does not exist or is deleted.",
     responses=problem_responses(413, 422),
 )
-async def create_post(conn: ConnectionDep, data: JSONBody[PostCreate]) -> Response[Post]:
+async def create_post(
+    conn: ConnectionDep, data: JSONBody[PostCreate], body: RawBody
+) -> Response[Post]:
+    data = strict_json(body, PostCreate)
     created = await repository.insert_post(
         conn,
         author_id=data.author_id,
@@ -80,7 +83,10 @@ async def get_post(conn: ConnectionDep, post_id: PostId) -> Post:
     description="Fields left out keep their value; `updated_at` moves.",
     responses=problem_responses(404, 413),
 )
-async def update_post(conn: ConnectionDep, post_id: PostId, data: JSONBody[PostPatch]) -> Post:
+async def update_post(
+    conn: ConnectionDep, post_id: PostId, data: JSONBody[PostPatch], body: RawBody
+) -> Post:
+    data = strict_json(body, PostPatch)
     return await repository.update_post(
         conn,
         post_id=post_id,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar import Response, Router, delete, get, patch, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, Parameter, RawBody
 
 from service.db import ConnectionDep
 from service.errors import problem_responses
@@ -15,7 +15,7 @@ from service.posts import repository as posts_repository
 from service.posts.schemas import PostPage
 from service.users import repository
 from service.users.schemas import User, UserCreate, UserPage, UserPatch, UserWithPosts
-from service.validation import given
+from service.validation import given, strict_json
 
 UserId = Annotated[UUID, Parameter(description="The user's id (a UUID).")]
 Include = Annotated[
@@ -36,7 +36,10 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     description="Returns the user with a `Location` header pointing at it.",
     responses=problem_responses(409, 413),
 )
-async def create_user(conn: ConnectionDep, data: JSONBody[UserCreate]) -> Response[User]:
+async def create_user(
+    conn: ConnectionDep, data: JSONBody[UserCreate], body: RawBody
+) -> Response[User]:
+    data = strict_json(body, UserCreate)
     user = await repository.insert_user(conn, email=data.email, name=data.name)
     return Response(user, status_code=201, headers={"Location": f"/api/users/{user.id}"})
 
@@ -68,7 +71,10 @@ async def get_user(
     description="Fields left out keep their value; `updated_at` moves.",
     responses=problem_responses(404, 409, 413),
 )
-async def update_user(conn: ConnectionDep, user_id: UserId, data: JSONBody[UserPatch]) -> User:
+async def update_user(
+    conn: ConnectionDep, user_id: UserId, data: JSONBody[UserPatch], body: RawBody
+) -> User:
+    data = strict_json(body, UserPatch)
     return await repository.update_user(
         conn, user_id=user_id, email=given(data.email), name=given(data.name)
     )

@@ -1,7 +1,7 @@
 -- restore_post: bring back a soft-deleted post of a live author (a live post is
+-- returned unchanged).
 -- @returns one
 -- @not-null author
--- returned unchanged).
 -- Returns: the row shaped like Post, or no row if no such post exists or its
 -- author is deleted (restore the user first).
 -- :post_id  the post's id

@@ -1,7 +1,7 @@
 -- list_users_by_email: the page of live users whose email equals :email, ignoring case
+-- (at most one row: live emails are unique case-insensitively).
 -- @returns many
 -- @optional-params before_created_at, before_id
--- (at most one row: live emails are unique case-insensitively).
 -- Returns: rows shaped like User.
 -- :email              the address to match, any case
 -- :before_created_at  cursor, as in list_users; NULL = first page
