@@ -50,7 +50,12 @@ def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> 
     """Serve the HTTP API (starts an embedded PostgreSQL when DATABASE_URL is unset)."""
     import uvicorn
 
-    from service.app import create_app
+    from service.sql import SqlFileError
+
+    try:
+        from service.app import create_app
+    except SqlFileError as exc:  # a missing SQL file, or one changed without regenerating
+        raise click.ClickException(str(exc)) from None
 
     settings = _settings(host=host, port=port)
     setup_logging(settings.log_level)

@@ -207,3 +207,20 @@ def test_every_type_round_trips_through_the_generated_functions(pg_admin_url: st
                 await conn.close()
 
     asyncio.run(round_trip())
+
+
+def test_a_changed_column_type_is_caught_by_mypy_where_the_api_struct_is_built(
+    tmp_path: Path,
+) -> None:
+    snippet = tmp_path / "changed_column.py"
+    snippet.write_text(
+        "import datetime\nimport uuid\n\nimport msgspec\n\n"
+        "from service.users.schemas import user_from\n\n\n"
+        "class GetUserRow(msgspec.Struct, frozen=True, kw_only=True):\n"
+        "    id: uuid.UUID\n    email: str\n    name: str | None  # the column became nullable\n"
+        "    created_at: datetime.datetime\n    updated_at: datetime.datetime\n\n\n"
+        "def build(row: GetUserRow) -> None:\n    user_from(row)\n"
+    )
+    out, _, status = mypy_api.run(["--strict", str(snippet)])
+    assert status == 1
+    assert 'Argument 1 to "user_from" has incompatible type "GetUserRow"' in out

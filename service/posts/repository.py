@@ -10,22 +10,18 @@ from service.db import Connection
 from service.errors import NotFoundError, UnprocessableError
 from service.generated import posts as q
 from service.pagination import Cursor, keyset_args
-from service.posts.schemas import Post
+from service.posts.schemas import Post, post_from
 
 
 def _not_found(post_id: UUID) -> NotFoundError:
     return NotFoundError(f"post {post_id} not found")
 
 
-def _post(row: object) -> Post:
-    return msgspec.convert(row, Post, from_attributes=True)
-
-
 async def get_post(conn: Connection, *, post_id: UUID) -> Post:
     row = await q.get_post(conn, post_id=post_id)
     if row is None:
         raise _not_found(post_id)
-    return _post(row)
+    return post_from(row)
 
 
 async def list_posts(
@@ -33,7 +29,7 @@ async def list_posts(
 ) -> list[Post]:
     """Up to limit + 1 visible posts after `cursor`, newest first."""
     rows = await q.list_posts(conn, published=published, **keyset_args(cursor, limit))
-    return [_post(row) for row in rows]
+    return [post_from(row) for row in rows]
 
 
 async def list_user_posts(
@@ -50,8 +46,9 @@ async def list_user_posts(
     )
     if not rows:
         return None
-    # An author without posts on this page comes back as one row of NULL post columns.
-    return [_post(row) for row in rows if row.id is not None]
+    # An author without posts on this page comes back as one row of NULL post columns;
+    # the outer join makes every post column optional, so msgspec checks real rows.
+    return [msgspec.convert(row, Post, from_attributes=True) for row in rows if row.id is not None]
 
 
 async def insert_post(
@@ -62,7 +59,7 @@ async def insert_post(
     )
     if row is None:
         raise UnprocessableError(f"author {author_id} does not exist or is deleted")
-    return _post(row)
+    return post_from(row)
 
 
 async def update_post(
@@ -78,7 +75,7 @@ async def update_post(
     )
     if row is None:
         raise _not_found(post_id)
-    return _post(row)
+    return post_from(row)
 
 
 async def delete_post(conn: Connection, *, post_id: UUID) -> None:
@@ -90,4 +87,4 @@ async def restore_post(conn: Connection, *, post_id: UUID) -> Post:
     row = await q.restore_post(conn, post_id=post_id)
     if row is None:
         raise NotFoundError(f"post {post_id} not found, or its author is deleted")
-    return _post(row)
+    return post_from(row)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
 from service.db import Connection
 from service.errors import ConflictError, NotFoundError
 from service.generated import users as q
 from service.pagination import Cursor, keyset_args
-from service.users.schemas import User, UserWithPosts
+from service.users.schemas import User, UserWithPosts, user_from, user_with_posts_from
 
 _EMAIL_TAKEN = "email is already used by a live user (emails are compared ignoring case)"
 
@@ -20,22 +19,18 @@ def not_found(user_id: UUID) -> NotFoundError:
     return NotFoundError(f"user {user_id} not found")
 
 
-def _user(row: object) -> User:
-    return msgspec.convert(row, User, from_attributes=True)
-
-
 async def get_user(conn: Connection, *, user_id: UUID) -> User:
     row = await q.get_user(conn, user_id=user_id)
     if row is None:
         raise not_found(user_id)
-    return _user(row)
+    return user_from(row)
 
 
 async def get_user_with_posts(conn: Connection, *, user_id: UUID) -> UserWithPosts:
     row = await q.get_user_with_posts(conn, user_id=user_id)
     if row is None:
         raise not_found(user_id)
-    return msgspec.convert(row, UserWithPosts, from_attributes=True)
+    return user_with_posts_from(row)
 
 
 async def list_users(
@@ -44,8 +39,8 @@ async def list_users(
     """Up to limit + 1 users after `cursor`, newest first; see pagination.split_page."""
     keyset = keyset_args(cursor, limit)
     if email is None:
-        return [_user(row) for row in await q.list_users(conn, **keyset)]
-    return [_user(row) for row in await q.list_users_by_email(conn, email=email, **keyset)]
+        return [user_from(row) for row in await q.list_users(conn, **keyset)]
+    return [user_from(row) for row in await q.list_users_by_email(conn, email=email, **keyset)]
 
 
 async def insert_user(conn: Connection, *, email: str, name: str) -> User:
@@ -53,7 +48,8 @@ async def insert_user(conn: Connection, *, email: str, name: str) -> User:
         row = await q.insert_user(conn, email=email, name=name)
     except asyncpg.UniqueViolationError:
         raise ConflictError(_EMAIL_TAKEN) from None
-    return _user(row)
+    assert row is not None  # INSERT ... VALUES ... RETURNING always returns its row
+    return user_from(row)
 
 
 async def update_user(
@@ -65,7 +61,7 @@ async def update_user(
         raise ConflictError(_EMAIL_TAKEN) from None
     if row is None:
         raise not_found(user_id)
-    return _user(row)
+    return user_from(row)
 
 
 async def delete_user(conn: Connection, *, user_id: UUID) -> None:
@@ -80,4 +76,4 @@ async def restore_user(conn: Connection, *, user_id: UUID) -> User:
         raise ConflictError("cannot restore: its email is now used by another live user") from None
     if row is None:
         raise not_found(user_id)
-    return _user(row)
+    return user_from(row)

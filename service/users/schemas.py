@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 from uuid import UUID
 
 import msgspec
@@ -40,6 +40,49 @@ class User(msgspec.Struct, kw_only=True):
 
 class UserWithPosts(User, kw_only=True):
     posts: list[Post]
+
+
+class UserColumns(Protocol):
+    """What a generated row must offer to become a User (checked by mypy, not at run time)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+class UserWithPostsColumns(UserColumns, Protocol):
+    @property
+    def posts(self) -> object: ...
+
+
+def user_from(row: UserColumns) -> User:
+    """Generated row -> API User; a column whose type changes breaks this call in mypy."""
+    return User(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def user_with_posts_from(row: UserWithPostsColumns) -> UserWithPosts:
+    return UserWithPosts(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        # Built as JSON inside PostgreSQL (see get_user_with_posts.sql); msgspec checks it.
+        posts=msgspec.convert(row.posts, list[Post]),
+    )
 
 
 class UserPage(msgspec.Struct, kw_only=True):
