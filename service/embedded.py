@@ -6,6 +6,7 @@ import logging
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -42,13 +43,29 @@ def start_server(data_dir: str | Path, *, cleanup_mode: str) -> PostgresServer:
     return get_server(path, cleanup_mode=cleanup_mode)
 
 
+def with_database(url: str, name: str) -> str:
+    """The same server URL, pointing at database `name`."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """DROP DATABASE `name` if it exists, disconnecting whoever is still in it."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 def create_database(admin_url: str, name: str, *, template: str | None = None) -> None:
-    """CREATE DATABASE `name` unless it exists."""
+    """CREATE DATABASE `name` unless it exists (as a copy of `template` when given)."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists:
             return
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
-            stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+            # file_copy: much faster than the default WAL-logged copy for small templates.
+            stmt = sql.SQL("{} TEMPLATE {} STRATEGY file_copy").format(
+                stmt, sql.Identifier(template)
+            )
         conn.execute(stmt)

@@ -11,26 +11,15 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from litestar.testing import TestClient
-from psycopg import sql
 
 from service import migrate
 from service.app import create_app
 from service.config import Settings, load_settings
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL, pointing at database `name`."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _admin(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(url, autocommit=True)
+from service.embedded import create_database, drop_database, with_database
 
 
 @pytest.fixture(scope="session")
@@ -55,36 +44,24 @@ def pg_admin_url() -> Iterator[str]:
 def template_db(pg_admin_url: str) -> Iterator[str]:
     """A migrated database that every test database is cloned from."""
     name = f"rawpost_template_{os.getpid()}"
-    with _admin(pg_admin_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    drop_database(pg_admin_url, name)
+    create_database(pg_admin_url, name)
     migrate.apply(with_database(pg_admin_url, name), echo=lambda _: None)
     try:
         yield name
     finally:
-        with _admin(pg_admin_url) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(pg_admin_url, name)
 
 
 @pytest.fixture
 def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
     name = f"rawpost_test_{uuid.uuid4().hex[:12]}"
-    with _admin(pg_admin_url) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY file_copy").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
+    create_database(pg_admin_url, name, template=template_db)
     try:
         yield with_database(pg_admin_url, name)
     finally:
-        with _admin(pg_admin_url) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(pg_admin_url, name)
 
 
 @pytest.fixture

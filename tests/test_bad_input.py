@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -26,6 +26,7 @@ from psycopg import sql
 
 from service.app import create_app
 from service.config import load_settings
+from service.embedded import create_database, drop_database, with_database
 
 Client: TypeAlias = TestClient[Litestar]
 Db: TypeAlias = psycopg.Connection[tuple[object, ...]]
@@ -64,27 +65,15 @@ class Seed(msgspec.Struct, frozen=True):
     post_id: str
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 @pytest.fixture(scope="module")
 def shared_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A migrated database for this module, dropped at its end."""
     name = f"rawpost_badinput_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY file_copy").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
+    create_database(pg_admin_url, name, template=template_db)
     try:
-        yield _with_database(pg_admin_url, name)
+        yield with_database(pg_admin_url, name)
     finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(pg_admin_url, name)
 
 
 @pytest.fixture(scope="module")

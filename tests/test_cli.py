@@ -16,12 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from service import migrate
-from tests.conftest import with_database
+from service.embedded import create_database, drop_database, with_database
 
 RAWPOST = [sys.executable, "-m", "service.cli"]
 
@@ -97,15 +95,11 @@ class Server:
 @pytest.fixture
 def empty_db_url(pg_admin_url: str) -> Iterator[str]:
     name = f"rawpost_cli_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create_database(pg_admin_url, name)
     try:
         yield with_database(pg_admin_url, name)
     finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(pg_admin_url, name)
 
 
 def test_serve_with_database_url_leaves_schema_alone_until_migrate_apply(

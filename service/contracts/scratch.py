@@ -7,17 +7,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
-from psycopg import sql
 
 from service import embedded, migrate
 from service.config import MIGRATIONS_DIR
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 @contextmanager
@@ -41,14 +33,10 @@ def scratch_database(
     """Create a database, apply every migration to it, yield its URL, then drop it."""
     with admin_url(database_url) as admin:
         name = f"rawpost_scratch_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        embedded.create_database(admin, name)
         try:
-            url = _with_database(admin, name)
+            url = embedded.with_database(admin, name)
             migrate.apply(url, echo=lambda _: None, migrations_dir=migrations_dir)
             yield url
         finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+            embedded.drop_database(admin, name)
