@@ -82,10 +82,10 @@ def load_settings(
 
 def _explain(message: str, raw: Mapping[str, object]) -> str:
     # msgspec ends its message with "- at `$.field`"; swap the field for its env variable.
-    text, _, where = message.rpartition(" - at `$.")
-    if not where:
+    if " - at `$." not in message:
         # A whole-Struct check (__post_init__) names its variables itself.
         return message.removesuffix(" - at `$`")
+    text, _, where = message.rpartition(" - at `$.")
     field = where.rstrip("`")
     name = ENV_NAMES.get(field, field)
     return f"{name}={raw.get(field)!r} is invalid: {text}"

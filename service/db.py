@@ -126,11 +126,13 @@ async def provide_connection(state: State) -> AsyncGenerator[Connection, None]:
     db: Database = state.db
     try:
         conn = await db.pool.acquire(timeout=db.settings.acquire_timeout)
+    except TimeoutError as exc:
+        raise UnavailableError(
+            "no database connection became available in time; retry shortly"
+        ) from exc
     except Exception as exc:
         if is_unavailable(exc):
-            raise UnavailableError(
-                "no database connection became available in time; retry shortly"
-            ) from exc
+            raise UnavailableError("the database is unreachable; retry shortly") from exc
         raise
     try:
         yield conn

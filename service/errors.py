@@ -76,8 +76,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
 
 # SQLSTATEs that mean "the database is away or overloaded", not "your request is wrong".
 _UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300", "57014", "55P03", "3D000"}
-# undefined_table, undefined_column, undefined_function, undefined_object
-_SCHEMA_BEHIND_STATES = {"42P01", "42703", "42883", "42704"}
+# undefined_table, undefined_column: what a SQL file meets before its migration ran.
+_SCHEMA_BEHIND_STATES = {"42P01", "42703"}
 
 
 def from_database(exc: asyncpg.PostgresError) -> DomainError:
@@ -177,6 +177,12 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         )
     if isinstance(exc, asyncpg.PostgresError):
         mapped = from_database(exc)
+        if isinstance(mapped, UnavailableError):
+            log.warning(
+                "database error %s answered as 503",
+                exc.sqlstate,
+                extra=_request_extra(request),
+            )
         if mapped.status != 500:
             return handle_exception(request, mapped)
     if is_unavailable(exc):

@@ -18,6 +18,7 @@ from mypy import api as mypy_api
 from service import contracts
 from service.config import MIGRATIONS_DIR, PROJECT_ROOT, SQL_DIR
 from service.contracts import scratch, sqlcheck
+from service.contracts.introspect import ContractError
 from service.sql import SqlFileError, load_queries, query
 from tests.contracts_fixture import registry
 
@@ -224,3 +225,13 @@ def test_a_changed_column_type_is_caught_by_mypy_where_the_api_struct_is_built(
     out, _, status = mypy_api.run(["--strict", str(snippet)])
     assert status == 1
     assert 'Argument 1 to "user_from" has incompatible type "GetUserRow"' in out
+
+
+def test_a_misspelt_header_annotation_fails_generation(pg_admin_url: str, tmp_path: Path) -> None:
+    (tmp_path / "fixture").mkdir()
+    (tmp_path / "fixture" / "get_parent.sql").write_text(
+        "-- get_parent: one parent.\n-- @returns one\n-- @not_null name\n"
+        "SELECT p.name FROM parents AS p WHERE p.id = :id\n"
+    )
+    with pytest.raises(ContractError, match=r"get_parent\.sql: unknown header"):
+        _build_fixture(pg_admin_url, registry.MIGRATIONS_DIR, tmp_path)

@@ -50,6 +50,7 @@ BASE_TYPES: Mapping[str, tuple[str, str | None]] = {
 }
 
 RETURN_KINDS = ("one", "many", "scalar", "affected", "none")
+KNOWN_ANNOTATIONS = {"returns", "not-null", "optional-params", "includes-deleted"}
 
 
 class PyType(msgspec.Struct, frozen=True):
@@ -194,6 +195,11 @@ def _nullable_relations(plan: Mapping[str, Any]) -> set[str]:
 def describe(conn: psycopg.Connection[Any], catalog: Catalog, q: Query) -> QueryContract:
     """Prepare `q`, read its parameter and column types, and infer nullability."""
     annotations = q.annotations
+    if unknown_keys := set(annotations) - KNOWN_ANNOTATIONS:
+        raise ContractError(
+            f"{q.path}: unknown header annotation(s) {sorted(unknown_keys)};"
+            f" known: {sorted(KNOWN_ANNOTATIONS)}"
+        )
     returns = (annotations.get("returns") or ("",))[0]
     pgconn = conn.pgconn
     statement = f"rawpost_{abs(hash(q.name))}".encode()
