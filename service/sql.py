@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -49,10 +49,6 @@ class Query(msgspec.Struct, frozen=True):
                 found[m.group(1)] = found.get(m.group(1), ()) + tuple(values)
         return found
 
-    def args(self, values: Mapping[str, object]) -> list[object]:
-        """Order keyword values as the statement's `$n` placeholders expect."""
-        return [values[p] for p in self.params]
-
 
 def compile_named(text: str, *, origin: str = "<sql>") -> tuple[str, tuple[str, ...]]:
     """Rewrite `:name` parameters to `$n`; return the new text and the names in order."""
@@ -89,10 +85,10 @@ def compile_named(text: str, *, origin: str = "<sql>") -> tuple[str, tuple[str, 
                 end = close + len(tag.group(0))
                 out.append(text[i:end])
                 i = end
-            elif _POSITIONAL.match(text, i):
+            elif positional := _POSITIONAL.match(text, i):
                 raise SqlFileError(
-                    f"{origin}: positional parameter {_POSITIONAL.match(text, i).group(0)}"  # type: ignore[union-attr]
-                    " found; use :name parameters"
+                    f"{origin}: positional parameter {positional.group(0)} found;"
+                    " use :name parameters"
                 )
             else:
                 out.append(ch)
@@ -186,7 +182,3 @@ def query(
             " run `rawpost contracts generate`"
         )
     return found
-
-
-def names() -> Sequence[str]:
-    return sorted(QUERIES)
