@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from litestar import Litestar
@@ -68,7 +69,7 @@ async def verify_sql(
 
 
 def create_app(settings: Settings) -> Litestar:
-    migrations = tuple(migrate.migration_ids())
+    migrations = tuple(migrate.migration_ids(Path(settings.migrations_dir)))
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -61,7 +62,7 @@ def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> 
     setup_logging(settings.log_level)
     url, is_embedded = _database_url(settings)
     if apply_migrations or (apply_migrations is None and is_embedded):
-        _apply(url)
+        _apply(url, settings)
     settings = msgspec.structs.replace(settings, database_url=url)
     click.echo(f"starting on http://{settings.host}:{settings.port} (docs at /schema)")
     uvicorn.run(
@@ -162,24 +163,129 @@ def _or_fail(work: Callable[[], T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-@migrate_group.command()
-def apply() -> None:
-    """Apply pending migrations, holding an advisory lock."""
+def _migration_target() -> tuple[str, Settings]:
     settings = _settings()
     setup_logging(settings.log_level)
     url, _ = _database_url(settings)
-    _apply(url)
+    return url, settings
 
 
-def _apply(url: str) -> None:
-    """Apply migrations; a failure is reported in one readable line, not a traceback."""
+_DRY_RUN = click.option("--dry-run", is_flag=True, help="Print the SQL; change nothing.")
+
+
+@migrate_group.command()
+def status() -> None:
+    """Applied and pending migrations; exit 1 if an applied file changed since."""
+    url, settings = _migration_target()
+    rows, unknown = migrate.status(url, Path(settings.migrations_dir))
+    click.echo(f"{'state':<11} {'applied at (UTC)':<20} migration")
+    for row in rows:
+        when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S") if row.applied_at else "-"
+        note = {
+            "changed": "  <-- file changed since it was applied",
+            "unrecorded": "  (applied without rawpost: no checksum recorded)",
+        }.get(row.state, "")
+        click.echo(f"{row.state:<11} {when:<20} {row.id}{note}")
+    for mid in unknown:
+        click.echo(f"{'unknown':<11} {'':<20} {mid}  <-- applied, but not in this version")
+    changed = [r.id for r in rows if r.state == "changed"]
+    counts = {s: sum(r.state == s for r in rows) for s in ("pending",)}
+    click.echo(
+        f"{len(rows)} migration(s): {len(rows) - counts['pending']} applied,"
+        f" {counts['pending']} pending; {len(changed)} changed since applied"
+    )
+    if changed or unknown:
+        raise click.ClickException("applied migrations differ from the files in this version")
+
+
+@migrate_group.command()
+@click.option("--with-data", is_flag=True, help="Copy rows too, not only the schema.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --with-data: at most N rows a table.",
+)
+@click.option(
+    "--lock-timeout", default="5s", show_default=True, help="lock_timeout while applying."
+)
+@click.option(
+    "--statement-timeout",
+    default="15min",
+    show_default=True,
+    help="statement_timeout while applying.",
+)
+def rehearse(
+    with_data: bool, sample: int | None, lock_timeout: str, statement_timeout: str
+) -> None:
+    """Apply the pending migrations to a scratch copy, report, roll back and forward, drop it."""
+    from service.migrate.rehearse import rehearse as run
+
+    url, settings = _migration_target()
+    ok = _or_exit(
+        lambda: run(
+            url,
+            click.echo,
+            migrations_dir=Path(settings.migrations_dir),
+            record_file=Path(settings.rehearsal_file),
+            with_data=with_data,
+            sample=sample,
+            lock_timeout=lock_timeout,
+            statement_timeout=statement_timeout,
+        )
+    )
+    if not ok:
+        raise click.ClickException("rehearsal failed; the target was not changed")
+
+
+@migrate_group.command()
+@_DRY_RUN
+@click.option("--force", is_flag=True, help="Apply even if the schema changed since the rehearsal.")
+def apply(dry_run: bool, force: bool) -> None:
+    """Apply pending migrations, holding an advisory lock."""
+    url, settings = _migration_target()
+    _apply(url, settings, dry_run=dry_run, force=force)
+
+
+@migrate_group.command()
+@click.option("--to", "to", default=None, help="Roll back every migration applied after this id.")
+@_DRY_RUN
+def rollback(to: str | None, dry_run: bool) -> None:
+    """Roll back the newest migration (or down to --to ID), newest first."""
+    url, settings = _migration_target()
+    _or_exit(
+        lambda: migrate.rollback(
+            url, click.echo, to=to, migrations_dir=Path(settings.migrations_dir), dry_run=dry_run
+        )
+    )
+
+
+def _apply(url: str, settings: Settings, *, dry_run: bool = False, force: bool = False) -> None:
+    _or_exit(
+        lambda: migrate.apply(
+            url,
+            click.echo,
+            migrations_dir=Path(settings.migrations_dir),
+            dry_run=dry_run,
+            force=force,
+            rehearsals=Path(settings.rehearsal_file),
+        )
+    )
+
+
+def _or_exit(work: Callable[[], T]) -> T:
+    """Run a migration command; any failure is one readable line, not a traceback."""
     try:
-        migrate.apply(url, echo=click.echo)
+        return work()
+    except migrate.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    except click.ClickException:
+        raise
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise click.ClickException(
-            f"migration failed ({type(exc).__name__}: {detail}); the failed migration was"
-            " rolled back, earlier ones in this run stay applied"
+            f"{type(exc).__name__}: {detail} (a failed migration is rolled back when it is"
+            " transactional; earlier ones in this run stay applied)"
         ) from None
 
 

@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     startup_timeout: Seconds = 60.0
     body_limit: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
     log_level: LogLevel = "INFO"
+    migrations_dir: str = str(MIGRATIONS_DIR)
+    rehearsal_file: str = ".rawpost/rehearsals.json"
 
     def __post_init__(self) -> None:
         if self.pool_min_size > self.pool_max_size:
@@ -56,6 +58,8 @@ ENV_NAMES: Mapping[str, str] = {
     "startup_timeout": "RAWPOST_STARTUP_TIMEOUT",
     "body_limit": "RAWPOST_BODY_LIMIT",
     "log_level": "RAWPOST_LOG_LEVEL",
+    "migrations_dir": "RAWPOST_MIGRATIONS_DIR",
+    "rehearsal_file": "RAWPOST_REHEARSAL_FILE",
 }
 
 

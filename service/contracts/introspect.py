@@ -10,17 +10,17 @@ Nullability of a query's result column:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 import psycopg
 
+from service.migrate import bookkeeping
 from service.sql import Query, SqlFileError
 
-# Tables of the migration tool itself: not part of the application's contracts.
-INTERNAL_TABLES = re.compile(r"^(_yoyo_.*|yoyo_lock)$")
+# Tables of the migration machinery: not part of the application's contracts.
+INTERNAL_TABLES = frozenset(bookkeeping.INTERNAL_TABLES)
 
 # PostgreSQL base type -> (Python type as written in generated code, module to import).
 BASE_TYPES: Mapping[str, tuple[str, str | None]] = {
@@ -140,7 +140,7 @@ class Catalog:
         grouped: dict[int, list[Field]] = {}
         for (rel, _), (attname, typid, notnull) in self.columns.items():
             relname = self.tables[rel]
-            if INTERNAL_TABLES.match(relname):
+            if relname in INTERNAL_TABLES:
                 continue
             grouped.setdefault(rel, []).append(
                 Field(attname, self.py_type(typid, f"table {relname}.{attname}"), not notnull)

@@ -1,0 +1,1 @@
+DROP INDEX things_name_idx;

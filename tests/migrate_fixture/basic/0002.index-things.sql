@@ -1,0 +1,2 @@
+-- depends: 0001.create-things
+CREATE INDEX things_name_idx ON things (name);

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS things_id_name_idx;

@@ -1,0 +1,1 @@
+ALTER TABLE slow_things DROP COLUMN note;

@@ -1,0 +1,2 @@
+-- depends: 0001.slow-start
+ALTER TABLE slow_things ADD COLUMN note text;
