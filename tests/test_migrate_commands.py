@@ -315,3 +315,21 @@ def test_a_killed_apply_leaves_no_stale_lock(empty_db: str) -> None:
     assert took < 20, f"the second apply waited {took:.1f} s"
     assert migrate.pending(empty_db, folder) == []
     print(f"apply after a killed apply took {took:.1f} s")
+
+
+def test_plain_yoyo_reads_the_same_folder_through_yoyo_ini(legacy_db: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAWPOST_", "PG"))}
+    env["YOYO_DATABASE_URL"] = migrate.yoyo_url(legacy_db)
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "yoyo"), "list"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    for mid in migrate.migration_ids():
+        assert mid in done.stdout
+    assert "A" in done.stdout.split(BASELINE)[0].splitlines()[-1]  # the baseline is applied
