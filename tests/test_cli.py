@@ -120,7 +120,7 @@ def test_serve_with_database_url_leaves_schema_alone_until_migrate_apply(
             timeout=60,
         )
         assert applied.returncode == 0, applied.stderr
-        assert "applying 3 migration(s)" in applied.stdout
+        assert f"{len(migrate.migration_ids())} migration(s)" in applied.stdout
 
         status, body = _get(server.base + "/health/ready")
         assert status == 200, body

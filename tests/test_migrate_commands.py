@@ -114,7 +114,8 @@ def test_rehearse_leaves_the_target_unchanged_and_reports_locks(
     assert pending == migrate.migration_ids()[1:]
     assert "ACCESS EXCLUSIVE on an existing table" in out.text
     assert "copied users" in out.text
-    saved = bookkeeping.find_rehearsal(record, pending)
+    with psycopg.connect(legacy_db) as conn:
+        saved = bookkeeping.find_rehearsal(record, bookkeeping.database_identity(conn), pending)
     assert saved is not None and saved.fingerprint == _fingerprint(legacy_db)
     assert "rehearsal passed" in out.text
     print(out.text)
@@ -253,7 +254,7 @@ def _env(database_url: str, migrations_dir: Path, pgoptions: str | None = None) 
     env.update(DATABASE_URL=database_url, RAWPOST_MIGRATIONS_DIR=str(migrations_dir))
     env["RAWPOST_REHEARSAL_FILE"] = str(migrations_dir.parent / "no-rehearsals.json")
     if pgoptions:
-        env["PGOPTIONS"] = pgoptions
+        env["PGOPTIONS"] = pgoptions  # rawpost keeps it beside its own -c options
     return env
 
 
@@ -270,13 +271,19 @@ def test_two_concurrent_applies_apply_each_migration_once(empty_db: str) -> None
     )
     outputs = [p.communicate(timeout=60)[0] for p in (first, second)]
     assert first.returncode == second.returncode == 0, outputs
-    assert sum("will apply 2 migration(s)" in o for o in outputs) == 1, outputs
+    # 0003 builds an index CONCURRENTLY: it must not wait forever on the second run's
+    # lock wait (which is why waiting polls instead of blocking in pg_advisory_lock).
+    assert sum("will apply 3 migration(s)" in o for o in outputs) == 1, outputs
     assert sum("nothing to apply" in o for o in outputs) == 1, outputs
     with psycopg.connect(empty_db) as conn:
         applied = conn.execute(
             "SELECT migration_id, count(*) FROM _yoyo_log WHERE operation = 'apply' GROUP BY 1"
         ).fetchall()
-    assert sorted(applied) == [("0001.slow-start", 1), ("0002.second", 1)]
+    assert sorted(applied) == [
+        ("0001.slow-start", 1),
+        ("0002.second", 1),
+        ("0003.concurrent-index", 1),
+    ]
     print(f"two concurrent applies finished in {time.monotonic() - started:.1f} s")
 
 
@@ -311,7 +318,7 @@ def test_a_killed_apply_leaves_no_stale_lock(empty_db: str) -> None:
     done = _rawpost("migrate", "apply", database_url=empty_db, migrations_dir=folder)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "will apply 2 migration(s)" in done.stdout
+    assert "will apply 3 migration(s)" in done.stdout
     assert took < 20, f"the second apply waited {took:.1f} s"
     assert migrate.pending(empty_db, folder) == []
     print(f"apply after a killed apply took {took:.1f} s")
@@ -319,10 +326,14 @@ def test_a_killed_apply_leaves_no_stale_lock(empty_db: str) -> None:
 
 def test_plain_yoyo_reads_the_same_folder_through_yoyo_ini(legacy_db: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAWPOST_", "PG"))}
-    env["YOYO_DATABASE_URL"] = migrate.yoyo_url(legacy_db)
     root = Path(__file__).parent.parent
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "yoyo"), "list"],
+        [
+            str(Path(sys.executable).parent / "yoyo"),
+            "list",
+            "--database",
+            migrate.yoyo_url(legacy_db),
+        ],
         cwd=root,
         env=env,
         capture_output=True,
@@ -333,3 +344,80 @@ def test_plain_yoyo_reads_the_same_folder_through_yoyo_ini(legacy_db: str) -> No
     for mid in migrate.migration_ids():
         assert mid in done.stdout
     assert "A" in done.stdout.split(BASELINE)[0].splitlines()[-1]  # the baseline is applied
+
+
+def test_dry_run_on_a_fresh_database_creates_nothing(empty_db: str) -> None:
+    out = Output()
+    migrate.apply(empty_db, out, migrations_dir=FIXTURES / "basic", dry_run=True)
+    assert "would apply 4 migration(s)" in out.text
+    with psycopg.connect(empty_db) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ).fetchone()
+    assert tables == (0,)
+
+
+def test_an_older_release_refuses_to_touch_migrations_it_does_not_know(
+    empty_db: str, tmp_path: Path
+) -> None:
+    migrate.apply(empty_db, Output(), migrations_dir=FIXTURES / "basic")
+    older = tmp_path / "older"
+    older.mkdir()
+    for f in (FIXTURES / "basic").glob("0001.*"):
+        shutil.copy(f, older / f.name)
+    with pytest.raises(MigrationError, match=r"does not know: 0002\.index-things"):
+        migrate.rollback(empty_db, Output(), migrations_dir=older)
+    with pytest.raises(MigrationError, match="refusing to apply"):
+        migrate.apply(empty_db, Output(), migrations_dir=older)
+
+
+def test_a_rehearsal_of_another_database_does_not_count(
+    legacy_db: str, pg_admin_url: str, tmp_path: Path
+) -> None:
+    record = tmp_path / "rehearsals.json"
+    other = f"rawpost_other_{uuid.uuid4().hex[:8]}"
+    embedded.create_database(pg_admin_url, other, template=None)
+    try:
+        other_url = embedded.with_database(pg_admin_url, other)
+        with migrate.backend_for(other_url) as backend:
+            backend.apply_migrations(backend.to_apply(migrate.load()[:1]))
+        assert rehearse(other_url, Output(), migrations_dir=MIGRATIONS_DIR, record_file=record)
+    finally:
+        embedded.drop_database(pg_admin_url, other)
+    out = Output()
+    migrate.apply(legacy_db, out, rehearsals=record)
+    assert "was not rehearsed here" in out.text
+
+
+def test_a_killed_rehearsal_leaves_nothing_the_next_one_does_not_clean(
+    empty_db: str, pg_admin_url: str, tmp_path: Path
+) -> None:
+    leftover = f"rawpost_rehearse_{uuid.uuid4().hex[:12]}"
+    embedded.create_database(pg_admin_url, leftover)
+    out = Output()
+    assert rehearse(
+        empty_db,
+        out,
+        migrations_dir=FIXTURES / "basic",
+        record_file=tmp_path / "r.json",
+        sql_dir=tmp_path,
+    )
+    assert f"dropping {leftover}" in out.text
+    with psycopg.connect(pg_admin_url) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'rawpost_rehearse_%'"
+        ).fetchone()
+    assert left == (0,)
+
+
+def test_apply_records_checksums_of_migrations_applied_without_rawpost(empty_db: str) -> None:
+    folder = FIXTURES / "basic"
+    with migrate.backend_for(empty_db) as backend:  # plain yoyo, as an adopting operator would
+        backend.apply_migrations(backend.to_apply(migrate.load(folder)[:2]))
+    rows, _ = migrate.status(empty_db, folder)
+    assert [r.state for r in rows] == ["unrecorded", "unrecorded", "pending", "pending"]
+    out = Output()
+    migrate.apply(empty_db, out, migrations_dir=folder)
+    assert "recorded checksums of 2 migration(s) applied without rawpost" in out.text
+    rows, _ = migrate.status(empty_db, folder)
+    assert {r.state for r in rows} == {"ok"}

@@ -8,6 +8,7 @@ used: a killed process would leave its row behind.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,8 @@ from yoyo import get_backend, read_migrations
 from service.config import MIGRATIONS_DIR
 from service.migrate import bookkeeping
 
-ADVISORY_LOCK_KEY = 0x7261_7770  # "rawp"
+ADVISORY_LOCK_KEY = 0x7261_7770  # "rawp": apply and rollback
+REHEARSAL_LOCK_KEY = 0x7261_7771  # one rehearsal of a server at a time
 
 Echo = Callable[[str], None]
 
@@ -34,7 +36,10 @@ def yoyo_url(database_url: str, **options: str) -> str:
     """yoyo needs the driver in the scheme (postgresql+psycopg://); options become -c settings."""
     url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", database_url)
     if options:
-        settings = " ".join(f"-c {k}={v}" for k, v in options.items())
+        # An `options` parameter replaces libpq's PGOPTIONS; keep the operator's.
+        settings = " ".join(
+            [os.environ.get("PGOPTIONS", "")] + [f"-c {k}={v}" for k, v in options.items()]
+        ).strip()
         url += ("&" if "?" in url else "?") + "options=" + settings.replace(" ", "%20")
     return url
 
@@ -58,6 +63,12 @@ def migration_ids(migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
 
 @contextmanager
 def backend_for(database_url: str, **options: str) -> Iterator[Any]:
+    """A yoyo backend. On PostgreSQL 14+ its sessions check every second that the
+    client is still there, so a killed migration run does not leave a backend working
+    (and holding locks) until its statement ends."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        if conn.info.server_version >= 140000:
+            options = {"client_connection_check_interval": "1000", **options}
     backend = get_backend(yoyo_url(database_url, **options))
     try:
         yield backend
@@ -66,22 +77,45 @@ def backend_for(database_url: str, **options: str) -> Iterator[Any]:
 
 
 def pending(database_url: str, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
-    with backend_for(database_url) as backend:
-        return [m.id for m in backend.to_apply(read_migrations(str(migrations_dir)))]
+    """Ids not applied yet, oldest first (read-only)."""
+    return [m.id for m in _plan(database_url, migrations_dir)[1]]
 
 
 @contextmanager
-def advisory_lock(database_url: str, echo: Echo | None = None) -> Iterator[None]:
+def advisory_lock(
+    database_url: str, echo: Echo | None = None, *, key: int = ADVISORY_LOCK_KEY
+) -> Iterator[None]:
+    """Hold a session advisory lock; gone with the connection if the process dies.
+
+    Waits by polling pg_try_advisory_lock, never in pg_advisory_lock: a blocked
+    SELECT is an open snapshot, and CREATE INDEX CONCURRENTLY in the run holding the
+    lock would wait for it forever (a deadlock PostgreSQL cannot see).
+    """
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()
-        if not (got and got[0]):
-            if echo:
+        said = False
+        while True:
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if got and got[0]:
+                break
+            if echo and not said:
                 echo("waiting for another migration run to finish (advisory lock) ...")
-            conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+                said = True
+            time.sleep(0.5)
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def _plan(database_url: str, migrations_dir: Path) -> tuple[Any, Any, list[str]]:
+    """(all migrations, pending ones, applied ids unknown to this folder), read-only:
+    yoyo's backend would create its bookkeeping tables just by looking."""
+    migrations: Any = load(migrations_dir)
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        applied = bookkeeping.applied_ids(conn)
+    todo = migrations.__class__([m for m in migrations if m.id not in applied])
+    unknown = sorted(applied - {m.id for m in migrations})
+    return migrations, todo, unknown
 
 
 def _print_sql(echo: Echo, migration: Any, *, rollback: bool = False) -> None:
@@ -107,8 +141,27 @@ def apply(
     With `rehearsals` (a record file written by `rehearse`), refuse unless `force` when
     the target's schema differs from the one the same pending set was rehearsed on.
     """
-    with advisory_lock(database_url, echo), backend_for(database_url) as backend:
-        todo: Any = backend.to_apply(load(migrations_dir))
+    if dry_run:
+        _, todo, unknown = _plan(database_url, migrations_dir)
+        _refuse_unknown(unknown, "apply")
+        if not todo:
+            echo("schema is up to date; nothing to apply")
+            return []
+        echo(f"would apply {len(todo)} migration(s): {', '.join(m.id for m in todo)}")
+        for m in todo:
+            _print_sql(echo, m)
+        echo("dry run: nothing applied")
+        return []
+    with advisory_lock(database_url, echo):
+        migrations, todo, unknown = _plan(database_url, migrations_dir)
+        _refuse_unknown(unknown, "apply")
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            bookkeeping.ensure_table(conn)
+            adopted = bookkeeping.record_missing_checksums(
+                conn, [m for m in migrations if m not in todo]
+            )
+        if adopted:
+            echo(f"recorded checksums of {len(adopted)} migration(s) applied without rawpost")
         if not todo:
             echo("schema is up to date; nothing to apply")
             return []
@@ -116,28 +169,50 @@ def apply(
         echo(f"will apply {len(todo)} migration(s): {', '.join(ids)}")
         if rehearsals is not None:
             _check_rehearsal(database_url, ids, rehearsals, force=force, echo=echo)
-        if dry_run:
-            for m in todo:
-                _print_sql(echo, m)
-            echo("dry run: nothing applied")
-            return []
-        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-            bookkeeping.ensure_table(conn)
+        with (
+            backend_for(database_url) as backend,
+            psycopg.connect(libpq_url(database_url), autocommit=True) as conn,
+        ):
             for i, migration in enumerate(todo):
                 how = "" if migration.use_transactions else " (non-transactional)"
                 echo(f"  [{i + 1}/{len(todo)}] {migration.id}{how} ...")
                 started = time.monotonic()
-                backend.apply_migrations(todo[i : i + 1])
+                try:
+                    backend.apply_migrations(todo[i : i + 1])
+                except Exception as exc:
+                    raise MigrationError(
+                        f"{migration.id} failed: {_lines(exc)}; it was rolled back"
+                        + (
+                            " (non-transactional: check for a half-built index)"
+                            if not migration.use_transactions
+                            else ""
+                        )
+                        + (f"; {', '.join(ids[:i])} stay applied" if i else "")
+                    ) from None
                 bookkeeping.record_checksum(conn, migration)
                 echo(f"        applied in {time.monotonic() - started:.2f} s")
         echo("done")
         return ids
 
 
+def _lines(exc: BaseException, count: int = 3) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " / ".join(line.strip() for line in text.splitlines()[:count] if line.strip())
+
+
+def _refuse_unknown(unknown: list[str], what: str) -> None:
+    if unknown:
+        raise MigrationError(
+            f"the database has migrations this version does not know: {', '.join(unknown)};"
+            f" refusing to {what} (run the release that has them, or roll them back with it)"
+        )
+
+
 def _check_rehearsal(
     database_url: str, ids: list[str], rehearsals: Path, *, force: bool, echo: Echo
 ) -> None:
-    record = bookkeeping.find_rehearsal(rehearsals, ids)
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        record = bookkeeping.find_rehearsal(rehearsals, bookkeeping.database_identity(conn), ids)
     if record is None:
         echo(
             "note: this pending set was not rehearsed here"
@@ -168,29 +243,49 @@ def rollback(
     dry_run: bool = False,
 ) -> list[str]:
     """Roll back newest first: the newest migration, or every one applied after `to`."""
-    with advisory_lock(database_url, echo), backend_for(database_url) as backend:
-        migrations: Any = load(migrations_dir)
-        applied: Any = backend.to_rollback(migrations)  # newest first
+
+    def choose() -> list[Any]:
+        migrations, todo, unknown = _plan(database_url, migrations_dir)
+        _refuse_unknown(unknown, "roll back")
+        applied = [m for m in reversed(list(migrations)) if m not in todo]  # newest first
         applied_ids = [m.id for m in applied]
         if to is not None and to not in applied_ids:
             raise MigrationError(f"{to} is not an applied migration; applied: {applied_ids}")
-        todo = applied[:1] if to is None else applied[: applied_ids.index(to)]
+        return applied[:1] if to is None else applied[: applied_ids.index(to)]
+
+    if dry_run:
+        todo = choose()
+        echo(
+            f"would roll back {len(todo)} migration(s), newest first:"
+            f" {', '.join(m.id for m in todo) or '-'}"
+        )
+        for m in todo:
+            _print_sql(echo, m, rollback=True)
+        echo("dry run: nothing rolled back")
+        return []
+    with advisory_lock(database_url, echo):
+        todo = choose()
         if not todo:
             echo("nothing to roll back")
             return []
         ids = [m.id for m in todo]
         echo(f"will roll back {len(todo)} migration(s), newest first: {', '.join(ids)}")
-        if dry_run:
-            for m in todo:
-                _print_sql(echo, m, rollback=True)
-            echo("dry run: nothing rolled back")
-            return []
-        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        with (
+            backend_for(database_url) as backend,
+            psycopg.connect(libpq_url(database_url), autocommit=True) as conn,
+        ):
             bookkeeping.ensure_table(conn)
+            listed: Any = load(migrations_dir)
             for i, migration in enumerate(todo):
                 echo(f"  [{i + 1}/{len(todo)}] {migration.id} ...")
                 started = time.monotonic()
-                backend.rollback_migrations(todo[i : i + 1])
+                try:
+                    backend.rollback_migrations(listed.__class__([migration]))
+                except Exception as exc:
+                    raise MigrationError(
+                        f"rolling back {migration.id} failed: {_lines(exc)}"
+                        + (f"; {', '.join(ids[:i])} were rolled back" if i else "")
+                    ) from None
                 bookkeeping.forget_checksum(conn, migration.id)
                 echo(f"        rolled back in {time.monotonic() - started:.2f} s")
         echo("done")

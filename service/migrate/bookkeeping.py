@@ -32,7 +32,8 @@ class Rehearsal(msgspec.Struct, frozen=True):
     pending: list[str]
     fingerprint: str
     rehearsed_at: str
-    database: str
+    database: str  # database_identity(): which cluster and database was rehearsed
+    target: str = ""  # the same, for people: host or socket, and database name
 
 
 def rollback_path(migration: Any) -> Path:
@@ -68,6 +69,16 @@ def record_checksum(conn: psycopg.Connection[Any], migration: Any) -> None:
         """,
         (migration.id, file_checksum(migration)),
     )
+
+
+def record_missing_checksums(conn: psycopg.Connection[Any], applied: list[Any]) -> list[str]:
+    """Trust on first use: checksum applied migrations that have none (adopted, or
+    applied by plain yoyo); later edits of those files then show up in `status`."""
+    have = {r[0] for r in conn.execute("SELECT migration_id FROM rawpost_migration_checksums")}
+    missing = [m for m in applied if m.id not in have]
+    for migration in missing:
+        record_checksum(conn, migration)
+    return [m.id for m in missing]
 
 
 def forget_checksum(conn: psycopg.Connection[Any], migration_id: str) -> None:
@@ -162,16 +173,27 @@ def fingerprint(conn: psycopg.Connection[Any]) -> str:
     return digest.hexdigest()
 
 
-def find_rehearsal(path: Path, pending: list[str]) -> Rehearsal | None:
+def database_identity(conn: psycopg.Connection[Any]) -> str:
+    """The cluster's system identifier and the database name: survives renamed hosts."""
+    row = conn.execute(
+        "SELECT (SELECT system_identifier FROM pg_control_system())::text || '/'"
+        " || current_database()"
+    ).fetchone()
+    return str(row[0]) if row else "?"
+
+
+def find_rehearsal(path: Path, database: str, pending: list[str]) -> Rehearsal | None:
     for record in _read(path):
-        if record.pending == pending:
+        if record.database == database and record.pending == pending:
             return record
     return None
 
 
 def save_rehearsal(path: Path, record: Rehearsal) -> None:
-    """Keep the newest rehearsal of each pending set."""
-    records = [r for r in _read(path) if r.pending != record.pending] + [record]
+    """Keep the newest rehearsal of each (database, pending set)."""
+    records = [
+        r for r in _read(path) if (r.database, r.pending) != (record.database, record.pending)
+    ] + [record]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(records)) + b"\n")
 

@@ -20,7 +20,7 @@ import psycopg
 
 from service import embedded
 from service.config import SQL_DIR
-from service.migrate import Echo, backend_for, libpq_url, load
+from service.migrate import REHEARSAL_LOCK_KEY, Echo, advisory_lock, backend_for, libpq_url, load
 from service.migrate import bookkeeping as bk
 
 
@@ -89,9 +89,12 @@ def _copy_rows(
     sample: int | None,
     echo: Echo,
 ) -> None:
-    target.execute("SET session_replication_role = replica")  # no FK checks on a sample
     for table in tables:
-        limit = f" LIMIT {int(sample)}" if sample is not None else ""
+        internal = table in bk.INTERNAL_TABLES
+        # Application rows may be a sample: copy them without FK triggers (needs the
+        # right to set session_replication_role); bookkeeping rows go in as they are.
+        target.execute(f"SET session_replication_role = {'origin' if internal else 'replica'}")
+        limit = f" LIMIT {int(sample)}" if sample is not None and not internal else ""
         copied = 0
         with (
             source.cursor().copy(
@@ -124,7 +127,11 @@ def _probe_locks(
 
 
 def _locks(rows: list[tuple[Any, ...]], before: set[str]) -> list[LockSeen]:
-    seen = {(r[0], _KINDS.get(r[1], r[1]), r[2]) for r in rows}
+    seen = {
+        (r[0], _KINDS.get(r[1], r[1]), r[2])
+        for r in rows
+        if r[0] not in bk.INTERNAL_TABLES and not r[0].startswith("_yoyo")
+    }
     return [
         LockSeen(relation=rel, kind=kind, mode=mode, existed_before=rel in before)
         for rel, kind, mode in sorted(seen)
@@ -142,12 +149,15 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         who = "l.pid IN (SELECT pid FROM pg_stat_activity WHERE application_name = %s)"
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.is_set():
-                self.rows += conn.execute(
-                    _LOCKS_SQL.format(who=who), (self.application_name,)
-                ).fetchall()
-                time.sleep(0.005)
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self.stop.is_set():
+                    self.rows += conn.execute(
+                        _LOCKS_SQL.format(who=who), (self.application_name,)
+                    ).fetchall()
+                    time.sleep(0.005)
+        except psycopg.Error:
+            pass  # the scratch database went away; the migration's own error is reported
 
 
 def rehearse(
@@ -169,6 +179,7 @@ def rehearse(
     with psycopg.connect(target, autocommit=True) as conn:
         applied = bk.applied_ids(conn)
         fingerprint = bk.fingerprint(conn)
+        identity = bk.database_identity(conn)
         tables = sorted(_tables(conn))
     todo: Any = migrations.__class__([m for m in migrations if m.id not in applied])
     ids = [m.id for m in todo]
@@ -183,6 +194,55 @@ def rehearse(
         f" statement_timeout={statement_timeout}; the target is only read"
     )
 
+    with advisory_lock(target, echo, key=REHEARSAL_LOCK_KEY):
+        _drop_leftovers(target, echo)
+        return _rehearse(
+            target,
+            echo,
+            todo,
+            ids,
+            tables,
+            fingerprint,
+            identity,
+            record_file,
+            with_data=with_data,
+            sample=sample,
+            lock_timeout=lock_timeout,
+            statement_timeout=statement_timeout,
+            sql_dir=sql_dir,
+        )
+
+
+def _drop_leftovers(target: str, echo: Echo) -> None:
+    """Scratch databases of a rehearsal that was killed (we hold the rehearsal lock)."""
+    with psycopg.connect(target, autocommit=True) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'rawpost\\_rehearse\\_%%'"
+            )
+        ]
+    for name in names:
+        echo(f"  dropping {name}, left behind by an interrupted rehearsal")
+        embedded.drop_database(target, name)
+
+
+def _rehearse(
+    target: str,
+    echo: Echo,
+    todo: Any,
+    ids: list[str],
+    tables: list[str],
+    fingerprint: str,
+    identity: str,
+    record_file: Path,
+    *,
+    with_data: bool,
+    sample: int | None,
+    lock_timeout: str,
+    statement_timeout: str,
+    sql_dir: Path,
+) -> bool:
     scratch_name = f"rawpost_rehearse_{uuid.uuid4().hex[:12]}"
     embedded.create_database(target, scratch_name)
     scratch = embedded.with_database(target, scratch_name)
@@ -219,12 +279,15 @@ def rehearse(
                 if not migration.use_transactions:
                     sampler.start()
                 started = time.monotonic()
-                with backend_for(scratch, application_name=app_name, **options) as b:
-                    b.apply_migrations(todo[i : i + 1])
+                try:
+                    with backend_for(scratch, application_name=app_name, **options) as b:
+                        b.apply_migrations(todo[i : i + 1])
+                finally:
+                    sampler.stop.set()
+                    if sampler.is_alive():
+                        sampler.join(5)
                 step.seconds = time.monotonic() - started
                 if not migration.use_transactions:
-                    sampler.stop.set()
-                    sampler.join(5)
                     step.locks = _locks(sampler.rows, before)
             except Exception as exc:
                 step.error = _first_line(exc)
@@ -274,7 +337,8 @@ def rehearse(
             pending=ids,
             fingerprint=fingerprint,
             rehearsed_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            database=_describe(target),
+            database=identity,
+            target=_describe(target),
         ),
     )
     echo(f"rehearsal passed; recorded schema fingerprint {fingerprint[:12]} in {record_file}")
@@ -298,5 +362,6 @@ def _print_step(echo: Echo, step: Step) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """PostgreSQL's message with its DETAIL (e.g. the duplicated key), on one line."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return " / ".join(line.strip() for line in text.splitlines()[:3] if line.strip())

@@ -1,4 +1,11 @@
--- depends: 0002.users-uuid-soft-delete
+-- depends: 0005.users-drop-email-key
+-- posts is created here, empty, so its indexes are built in the same transaction:
+-- instant, and nobody can write to the table before it commits (CONCURRENTLY would
+-- need separate non-transactional migrations and buy nothing).
+-- The foreign key takes a SHARE ROW EXCLUSIVE lock on users: briefly, and lock_timeout
+-- keeps it from queueing traffic on users behind it.
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 CREATE TABLE posts (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     author_id uuid NOT NULL REFERENCES users (id),

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS slow_things_note_idx;
