@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import platform
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,19 +15,30 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ASGIApp
 
 from service import migrate
 from service.config import Settings
-from service.db import Database, Pool, create_pool, provide_connection
+from service.db import Database, Pool, create_pool, provide_session
 from service.errors import handle_exception
 from service.health import repository as health_repository
 from service.health.routes import metrics
 from service.health.routes import router as health_router
+from service.observability import BUILD_INFO, mark_handler_done, request_context_middleware
 from service.posts.routes import router as posts_router
 from service.sql import QUERIES, Query, SqlFileError
 from service.users.routes import router as users_router
 
 log = logging.getLogger("rawpost.app")
+
+BUILD_INFO.info(
+    {
+        "version": importlib.metadata.version("rawpost"),
+        "python": platform.python_version(),
+        "litestar": importlib.metadata.version("litestar"),
+        "asyncpg": importlib.metadata.version("asyncpg"),
+    }
+)
 
 API_DESCRIPTION = """\
 Users and their posts over PostgreSQL.
@@ -73,22 +86,27 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings)
+        born: dict[int, float] = {}
+        pool = await create_pool(settings, born)
         try:
             await verify_sql(pool, migrations)
-            app.state.db = Database(pool=pool, settings=settings, migrations=migrations)
+            app.state.db = Database(pool=pool, settings=settings, migrations=migrations, born=born)
             yield
         finally:
             await pool.close()
 
+    def request_context(app: ASGIApp) -> ASGIApp:
+        return request_context_middleware(app, access_log_enabled=settings.access_log)
+
     prometheus = PrometheusConfig(app_name="rawpost", prefix="rawpost", group_path=True)
     return Litestar(
         route_handlers=[users_router, posts_router, health_router, metrics],
-        dependencies={"conn": Provide(provide_connection)},
+        dependencies={"conn": Provide(provide_session)},
         lifespan=[database],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.body_limit,
-        middleware=[prometheus.middleware],
+        middleware=[request_context, prometheus.middleware],
+        after_request=mark_handler_done,
         openapi_config=OpenAPIConfig(
             title="rawpost",
             version="1",

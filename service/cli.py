@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TypeVar
 
 import click
@@ -65,6 +68,10 @@ def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> 
         _apply(url, settings)
     settings = msgspec.structs.replace(settings, database_url=url)
     click.echo(f"starting on http://{settings.host}:{settings.port} (docs at /schema)")
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; by default
+    # that kills the process (exit -15) without running atexit, which stops the embedded
+    # database. Leave through SystemExit(0) instead.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -75,7 +82,14 @@ def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> 
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         lifespan="on",
+        # SIGTERM/Ctrl-C: stop accepting, let in-flight requests finish, then the
+        # lifespan closes the pool (and the embedded database stops at exit).
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 @main.group(name="migrate")
@@ -177,7 +191,7 @@ _DRY_RUN = click.option("--dry-run", is_flag=True, help="Print the SQL; change n
 def status() -> None:
     """Applied and pending migrations; exit 1 if an applied file changed since."""
     url, settings = _migration_target()
-    rows, unknown = migrate.status(url, Path(settings.migrations_dir))
+    rows, unknown = _or_exit(lambda: migrate.status(url, Path(settings.migrations_dir)))
     click.echo(f"{'state':<11} {'applied at (UTC)':<20} migration")
     for row in rows:
         when = row.applied_at.strftime("%Y-%m-%d %H:%M:%S") if row.applied_at else "-"
@@ -221,6 +235,8 @@ def rehearse(
     """Apply the pending migrations to a scratch copy, report, roll back and forward, drop it."""
     from service.migrate.rehearse import rehearse as run
 
+    if sample is not None and not with_data:
+        raise click.UsageError("--sample needs --with-data")
     url, settings = _migration_target()
     ok = _or_exit(
         lambda: run(
@@ -277,16 +293,11 @@ def _or_exit(work: Callable[[], T]) -> T:
     """Run a migration command; any failure is one readable line, not a traceback."""
     try:
         return work()
-    except migrate.MigrationError as exc:
+    except (migrate.MigrationError, click.ClickException) as exc:
         raise click.ClickException(str(exc)) from None
-    except click.ClickException:
-        raise
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise click.ClickException(
-            f"{type(exc).__name__}: {detail} (a failed migration is rolled back when it is"
-            " transactional; earlier ones in this run stay applied)"
-        ) from None
+        detail = " / ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+        raise click.ClickException(f"{type(exc).__name__}: {detail}") from None
 
 
 if __name__ == "__main__":

@@ -30,10 +30,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout: Seconds = 10.0
     command_timeout: Seconds = 30.0
     acquire_timeout: Seconds = 5.0
-    ready_timeout: Seconds = 2.0
+    ready_timeout: Seconds = 1.0
     startup_timeout: Seconds = 60.0
     body_limit: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
     log_level: LogLevel = "INFO"
+    pool_max_lifetime: Seconds = 1800.0
+    retry_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    retry_max_time: Seconds = 2.0
+    slow_query_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0
+    access_log: bool = True
+    shutdown_grace: Seconds = 10.0
     migrations_dir: str = str(MIGRATIONS_DIR)
     rehearsal_file: str = ".rawpost/rehearsals.json"
 
@@ -58,6 +64,12 @@ ENV_NAMES: Mapping[str, str] = {
     "startup_timeout": "RAWPOST_STARTUP_TIMEOUT",
     "body_limit": "RAWPOST_BODY_LIMIT",
     "log_level": "RAWPOST_LOG_LEVEL",
+    "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
+    "retry_attempts": "RAWPOST_RETRY_ATTEMPTS",
+    "retry_max_time": "RAWPOST_RETRY_MAX_TIME",
+    "slow_query_ms": "RAWPOST_SLOW_QUERY_MS",
+    "access_log": "RAWPOST_ACCESS_LOG",
+    "shutdown_grace": "RAWPOST_SHUTDOWN_GRACE",
     "migrations_dir": "RAWPOST_MIGRATIONS_DIR",
     "rehearsal_file": "RAWPOST_REHEARSAL_FILE",
 }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, TypeAlias
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 import asyncpg
 import asyncpg.pool
@@ -13,9 +15,13 @@ import msgspec
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
+from service import observability
 from service.config import Settings
 from service.errors import UnavailableError, is_unavailable
+from service.observability import POOL_ACQUIRE_SECONDS, QUERY_SECONDS, RETRIES, TRANSIENT_FAILURES
 from service.sql import QUERIES
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
@@ -26,17 +32,21 @@ else:
     Pool = asyncpg.Pool
     RawConnection = asyncpg.Connection
 
-# What generated query functions accept: a pooled connection or a plain one.
-Executor: TypeAlias = "Connection | RawConnection"
 
-# What a handler declares to get a pooled connection: `conn: ConnectionDep`.
-ConnectionDep: TypeAlias = NamedDependency[Connection]
+class Executor(Protocol):
+    """What generated query functions run on: a Session, or any asyncpg connection."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+    async def execute(self, query: str, *args: Any) -> str: ...
+
 
 log = logging.getLogger("rawpost.db")
 sql_log = logging.getLogger("rawpost.sql")
 
-# The statement text -> its file name, so a query log line names the file, not the SQL.
-_NAME_BY_SQL = {q.sql: q.name for q in QUERIES.values()}
+# The statement text -> its file, so logs and metrics name the file, never the SQL.
+_QUERY_BY_SQL = {q.sql: q for q in QUERIES.values()}
 
 
 class Database(msgspec.Struct):
@@ -45,17 +55,8 @@ class Database(msgspec.Struct):
     pool: Pool
     settings: Settings
     migrations: tuple[str, ...]  # every migration id in migrations/, oldest first
-
-
-def _log_query(record: Any) -> None:
-    # Parameter values (record.args) are never logged.
-    if sql_log.isEnabledFor(logging.DEBUG):
-        sql_log.debug(
-            "query %s took %.2f ms",
-            _NAME_BY_SQL.get(record.query, "<internal>"),
-            record.elapsed * 1000,
-            extra={"query": _NAME_BY_SQL.get(record.query, "<internal>")},
-        )
+    born: dict[int, float]  # server pid -> when its connection opened (for max lifetime)
+    waiting: int = 0  # requests waiting for a pooled connection right now
 
 
 async def _init_connection(conn: RawConnection) -> None:
@@ -67,7 +68,6 @@ async def _init_connection(conn: RawConnection) -> None:
             encoder=lambda v: msgspec.json.encode(v).decode(),
             decoder=msgspec.json.decode,
         )
-    conn.add_query_logger(_log_query)
 
 
 def _give_up_message(details: Any) -> None:
@@ -89,10 +89,15 @@ def _retry_message(details: Any) -> None:
     )
 
 
-async def create_pool(settings: Settings) -> Pool:
+async def create_pool(settings: Settings, born: dict[int, float] | None = None) -> Pool:
     """Open the pool, waiting for the database with capped exponential backoff."""
     if not settings.database_url:
         raise UnavailableError("DATABASE_URL is not set")
+    opened = born if born is not None else {}
+
+    async def init(conn: RawConnection) -> None:
+        await _init_connection(conn)
+        opened[conn.get_server_pid()] = time.monotonic()
 
     @backoff.on_exception(
         backoff.expo,
@@ -113,7 +118,7 @@ async def create_pool(settings: Settings) -> Pool:
             timeout=settings.connect_timeout,
             command_timeout=settings.command_timeout,
             server_settings={"TimeZone": "UTC", "application_name": "rawpost"},
-            init=_init_connection,
+            init=init,
         )
         assert pool is not None
         return pool
@@ -121,11 +126,266 @@ async def create_pool(settings: Settings) -> Pool:
     return await connect()
 
 
-async def provide_connection(state: State) -> AsyncGenerator[Connection, None]:
-    """Lend a pooled connection for one request; none free in time is a 503, never a hang."""
-    db: Database = state.db
+# Failures after which nothing was executed, so even a write may run again.
+_NOT_EXECUTED_STATES = {"40001", "40P01", "53300", "57P03"}
+_TRANSIENT_STATES = {"57P01", "57P02", "57P03", "40001", "40P01", "53300"}
+
+
+def transient_class(exc: BaseException) -> str | None:
+    """The SQLSTATE class of a transient failure ('conn' for driver-level loss), else None."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        if state.startswith("08") or state in _TRANSIENT_STATES:
+            return state[:2]
+        return None
+    if isinstance(
+        exc,
+        asyncpg.InterfaceError | asyncpg.InternalClientError | ConnectionError | OSError,
+    ) and not isinstance(exc, TimeoutError):
+        return "conn"
+    return None
+
+
+def _not_executed(exc: BaseException) -> bool:
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "") in _NOT_EXECUTED_STATES
+
+
+class _Retry(Exception):
+    """Internal: a transient failure that is safe to run again."""
+
+    def __init__(self, cause: BaseException, sqlstate_class: str) -> None:
+        super().__init__(str(cause))
+        self.cause, self.sqlstate_class = cause, sqlstate_class
+
+
+class Session:
+    """What a handler gets as `conn`: one pooled connection, acquired on first use.
+
+    A statement that fails transiently (the connection died, a serialization failure,
+    a deadlock, too many connections) runs again on a fresh connection, with
+    exponential backoff and full jitter, bounded by RAWPOST_RETRY_ATTEMPTS and
+    RAWPOST_RETRY_MAX_TIME, if it is a read or certainly did not run. A write whose
+    outcome is unknown is never replayed: the client gets a 503 and can retry with an
+    Idempotency-Key.
+    """
+
+    __slots__ = ("_conn", "_db")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn: Connection | None = None
+
+    async def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = await _acquire(self._db)
+        return self._conn
+
+    async def _connection_or_retry(self) -> Connection:
+        try:
+            return await self._connection()
+        except UnavailableError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                raise  # the acquire timeout is already spent: answer 503 now
+            # Could not connect (refused, starting up, too many clients): nothing ran.
+            TRANSIENT_FAILURES.labels("conn").inc()
+            raise _Retry(exc, "conn") from exc
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        # asyncpg may already have given a lost connection back to the pool ("released").
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.terminate()  # the pool opens a fresh one in its place
+            await self._db.pool.release(conn)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        db = self._db
+        try:
+            born = db.born.get(conn.get_server_pid(), time.monotonic())
+            if time.monotonic() - born > db.settings.pool_max_lifetime:
+                db.born.pop(conn.get_server_pid(), None)
+                await conn.close(timeout=db.settings.acquire_timeout)  # recycled by the pool
+            else:
+                await db.pool.release(conn, timeout=db.settings.acquire_timeout)
+        except Exception as exc:
+            # The pool terminates a connection it cannot reset; the request's own
+            # outcome stands, so a clean-up failure must not turn it into a 500.
+            log.warning("pooled connection discarded on release: %s", type(exc).__name__)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run("fetch", query, args)
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._run("fetchrow", query, args)
+        return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._run("fetchval", query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        status: str = await self._run("execute", query, args)
+        return status
+
+    async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        known = _QUERY_BY_SQL.get(query)
+        readonly = bool(known and known.readonly)
+
+        async def attempt() -> Any:
+            conn = await self._connection_or_retry()
+            try:
+                return await _timed(conn, method, query, args, self._db.settings.slow_query_ms)
+            except Exception as exc:
+                sqlstate_class = transient_class(exc)
+                if sqlstate_class is None:
+                    raise
+                TRANSIENT_FAILURES.labels(sqlstate_class).inc()
+                await self._discard()
+                if readonly or _not_executed(exc):
+                    raise _Retry(exc, sqlstate_class) from exc
+                raise
+
+        return await _with_retries(self._db.settings, attempt)
+
+    async def transaction(self, work: Callable[[Executor], Awaitable[T]]) -> T:
+        """Run `work` in one transaction, retried whole if it fails transiently before
+        COMMIT; a failure during COMMIT leaves the outcome unknown and is not retried."""
+        slow_ms = self._db.settings.slow_query_ms
+
+        async def attempt() -> T:
+            conn = await self._connection_or_retry()
+            tx = conn.transaction()
+            try:
+                await tx.start()
+                result = await work(_Timed(conn, slow_ms))
+            except Exception as exc:
+                sqlstate_class = transient_class(exc)
+                if sqlstate_class is None:
+                    await _rollback_quietly(tx)
+                    raise
+                TRANSIENT_FAILURES.labels(sqlstate_class).inc()
+                await self._discard()
+                raise _Retry(exc, sqlstate_class) from exc  # nothing was committed
+            try:
+                await tx.commit()
+            except Exception as exc:
+                if transient_class(exc) is not None:
+                    await self._discard()
+                raise
+            return result
+
+        return await _with_retries(self._db.settings, attempt)
+
+
+class _Timed:
+    """An Executor over one connection that times, counts and logs each statement."""
+
+    __slots__ = ("_conn", "_slow_ms")
+
+    def __init__(self, conn: Connection, slow_ms: float) -> None:
+        self._conn, self._slow_ms = conn, slow_ms
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await _timed(self._conn, "fetch", query, args, self._slow_ms)
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await _timed(
+            self._conn, "fetchrow", query, args, self._slow_ms
+        )
+        return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await _timed(self._conn, "fetchval", query, args, self._slow_ms)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        status: str = await _timed(self._conn, "execute", query, args, self._slow_ms)
+        return status
+
+
+async def _rollback_quietly(tx: Any) -> None:
     try:
-        conn = await db.pool.acquire(timeout=db.settings.acquire_timeout)
+        await tx.rollback()
+    except Exception as exc:  # the connection is probably gone; the pool will notice
+        log.warning("rollback failed: %s", type(exc).__name__)
+
+
+async def _timed(
+    conn: Connection, method: str, query: str, args: tuple[Any, ...], slow_ms: float
+) -> Any:
+    known = _QUERY_BY_SQL.get(query)
+    name = known.name if known else "<ad hoc>"
+    started = time.perf_counter()
+    try:
+        result = await getattr(conn, method)(query, *args)
+    finally:
+        _observe(name, started)
+    _log_statement(name, started, result, slow_ms)
+    return result
+
+
+async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[T]]) -> T:
+    def on_backoff(details: Any) -> None:
+        exc = details["exception"]
+        RETRIES.labels(exc.sqlstate_class).inc()
+        log.info("retrying after a transient failure (%s), attempt %d", exc, details["tries"])
+
+    retrying = backoff.on_exception(
+        backoff.expo,
+        _Retry,
+        max_tries=settings.retry_attempts,
+        max_time=settings.retry_max_time,
+        jitter=backoff.full_jitter,
+        factor=0.05,
+        max_value=1.0,
+        on_backoff=on_backoff,
+        raise_on_giveup=True,
+    )(attempt)
+    try:
+        return await retrying()
+    except _Retry as exc:
+        raise exc.cause from None
+
+
+def _observe(name: str, started: float) -> None:
+    took = time.perf_counter() - started
+    QUERY_SECONDS.labels(name).observe(took)
+    if (ctx := observability.current()) is not None:
+        ctx.db_seconds += took
+
+
+def _log_statement(name: str, started: float, result: Any, slow_ms: float) -> None:
+    took_ms = (time.perf_counter() - started) * 1000
+    rows = len(result) if isinstance(result, list) else int(result is not None)
+    if took_ms >= slow_ms:
+        sql_log.warning(
+            "slow query %s took %.1f ms (%d rows)",
+            name,
+            took_ms,
+            rows,
+            extra={"query": name, "duration_ms": round(took_ms, 2), "rows": rows},
+        )
+    elif sql_log.isEnabledFor(logging.DEBUG):
+        # Parameter values are never logged.
+        sql_log.debug(
+            "query %s took %.2f ms (%d rows)",
+            name,
+            took_ms,
+            rows,
+            extra={"query": name, "duration_ms": round(took_ms, 2), "rows": rows},
+        )
+
+
+async def _acquire(db: Database) -> Connection:
+    """A pooled connection; none free within the acquire timeout is a 503, never a hang."""
+    started = time.perf_counter()
+    db.waiting += 1
+    try:
+        return await db.pool.acquire(timeout=db.settings.acquire_timeout)
     except TimeoutError as exc:
         raise UnavailableError(
             "no database connection became available in time; retry shortly"
@@ -134,12 +394,22 @@ async def provide_connection(state: State) -> AsyncGenerator[Connection, None]:
         if is_unavailable(exc):
             raise UnavailableError("the database is unreachable; retry shortly") from exc
         raise
-    try:
-        yield conn
     finally:
-        try:
-            await db.pool.release(conn, timeout=db.settings.acquire_timeout)
-        except Exception as exc:
-            # The pool terminates a connection it cannot reset; the request's own
-            # outcome stands, so a clean-up failure must not turn it into a 500.
-            log.warning("pooled connection discarded on release: %s", type(exc).__name__)
+        db.waiting -= 1
+        took = time.perf_counter() - started
+        POOL_ACQUIRE_SECONDS.observe(took)
+        if (ctx := observability.current()) is not None:
+            ctx.pool_wait_seconds += took
+
+
+async def provide_session(state: State) -> AsyncGenerator[Session, None]:
+    """Lend a Session for one request; its connection goes back to the pool at the end."""
+    session = Session(state.db)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+# What a handler declares to get database access: `conn: ConnectionDep`.
+ConnectionDep: TypeAlias = NamedDependency[Session]

@@ -22,6 +22,9 @@ from service.config import SQL_DIR
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _POSITIONAL = re.compile(r"\$[0-9]+")
+_COMMENTS_AND_STRINGS = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
+_STARTS_WITH_READ = re.compile(r"\s*(SELECT|WITH)\b", re.I)
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|FOR\s+UPDATE|FOR\s+SHARE)\b", re.I)
 _ANNOTATION = re.compile(r"^--\s*@([a-z][a-z-]*)\s*:?\s*(.*)$")
 
 
@@ -38,6 +41,12 @@ class Query(msgspec.Struct, frozen=True):
     params: tuple[str, ...]
     source: str  # the file's text as written
     digest: str  # sha256 of `source`, so generated code can tell when it is stale
+
+    @property
+    def readonly(self) -> bool:
+        """A plain read (SELECT, or WITH without a data-modifying part): safe to run again."""
+        code = _COMMENTS_AND_STRINGS.sub(" ", self.sql)
+        return _STARTS_WITH_READ.match(code) is not None and not _WRITES.search(code)
 
     @property
     def annotations(self) -> dict[str, tuple[str, ...]]:

@@ -12,6 +12,18 @@ import uuid
 import msgspec
 
 
+class IdempotencyKeysRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of `idempotency_keys`."""
+
+    route: str
+    key: str
+    request_hash: str
+    status: int | None
+    body: bytes | None
+    location: str | None
+    created_at: datetime.datetime
+
+
 class PostsRow(msgspec.Struct, frozen=True, kw_only=True):
     """A row of `posts`."""
 

@@ -23,6 +23,7 @@ class PoolFigures(msgspec.Struct, kw_only=True):
     size: int
     idle: int
     in_use: int
+    waiting: int
     min_size: int
     max_size: int
 
@@ -44,6 +45,7 @@ def pool_figures(db: Database) -> PoolFigures:
         size=size,
         idle=idle,
         in_use=size - idle,
+        waiting=db.waiting,
         min_size=db.pool.get_min_size(),
         max_size=db.pool.get_max_size(),
     )
@@ -118,6 +120,9 @@ async def metrics(state: State) -> Response[bytes]:
         f'rawpost_pool_connections{{state="in_use"}} {figures.in_use}',
         f'rawpost_pool_connections{{state="size"}} {figures.size}',
         f'rawpost_pool_connections{{state="max"}} {figures.max_size}',
+        "# HELP rawpost_pool_waiting Requests waiting for a pooled connection.",
+        "# TYPE rawpost_pool_waiting gauge",
+        f"rawpost_pool_waiting {figures.waiting}",
         "",
     ]
     body = generate_latest(REGISTRY) + "\n".join(lines).encode()

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from service.db import Connection
+from service.db import Executor
 from service.errors import NotFoundError, UnprocessableError
 from service.generated import posts as q
 from service.pagination import Cursor, keyset_args
@@ -17,7 +17,7 @@ def _not_found(post_id: UUID) -> NotFoundError:
     return NotFoundError(f"post {post_id} not found")
 
 
-async def get_post(conn: Connection, *, post_id: UUID) -> Post:
+async def get_post(conn: Executor, *, post_id: UUID) -> Post:
     row = await q.get_post(conn, post_id=post_id)
     if row is None:
         raise _not_found(post_id)
@@ -25,7 +25,7 @@ async def get_post(conn: Connection, *, post_id: UUID) -> Post:
 
 
 async def list_posts(
-    conn: Connection, *, cursor: Cursor | None, limit: int, published: bool | None
+    conn: Executor, *, cursor: Cursor | None, limit: int, published: bool | None
 ) -> list[Post]:
     """Up to limit + 1 visible posts after `cursor`, newest first."""
     rows = await q.list_posts(conn, published=published, **keyset_args(cursor, limit))
@@ -33,7 +33,7 @@ async def list_posts(
 
 
 async def list_user_posts(
-    conn: Connection,
+    conn: Executor,
     *,
     author_id: UUID,
     cursor: Cursor | None,
@@ -52,7 +52,7 @@ async def list_user_posts(
 
 
 async def insert_post(
-    conn: Connection, *, author_id: UUID, title: str, content: str, published: bool
+    conn: Executor, *, author_id: UUID, title: str, content: str, published: bool
 ) -> Post:
     row = await q.insert_post(
         conn, author_id=author_id, title=title, content=content, published=published
@@ -63,7 +63,7 @@ async def insert_post(
 
 
 async def update_post(
-    conn: Connection,
+    conn: Executor,
     *,
     post_id: UUID,
     title: str | None,
@@ -78,12 +78,12 @@ async def update_post(
     return post_from(row)
 
 
-async def delete_post(conn: Connection, *, post_id: UUID) -> None:
+async def delete_post(conn: Executor, *, post_id: UUID) -> None:
     if await q.delete_post(conn, post_id=post_id) is None:
         raise _not_found(post_id)
 
 
-async def restore_post(conn: Connection, *, post_id: UUID) -> Post:
+async def restore_post(conn: Executor, *, post_id: UUID) -> Post:
     row = await q.restore_post(conn, post_id=post_id)
     if row is None:
         raise NotFoundError(f"post {post_id} not found, or its author is deleted")

@@ -8,8 +8,9 @@ from uuid import UUID
 from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
-from service.db import ConnectionDep
+from service.db import ConnectionDep, Executor
 from service.errors import problem_responses
+from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page
 from service.posts import repository
 from service.posts.schemas import Post, PostCreate, PostPage, PostPatch
@@ -32,17 +33,24 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     responses=problem_responses(413, 422),
 )
 async def create_post(
-    conn: ConnectionDep, data: JSONBody[PostCreate], body: RawBody
+    conn: ConnectionDep,
+    data: JSONBody[PostCreate],
+    body: RawBody,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[Post]:
     data = strict_json(body, PostCreate)
-    created = await repository.insert_post(
-        conn,
-        author_id=data.author_id,
-        title=data.title,
-        content=data.content,
-        published=data.published,
-    )
-    return Response(created, status_code=201, headers={"Location": f"/api/posts/{created.id}"})
+
+    async def run(c: Executor) -> Outcome:
+        post = await repository.insert_post(
+            c,
+            author_id=data.author_id,
+            title=data.title,
+            content=data.content,
+            published=data.published,
+        )
+        return Outcome(201, post, f"/api/posts/{post.id}")
+
+    return await idempotent(conn, route="POST /api/posts", key=idempotency_key, body=body, run=run)
 
 
 @get(
@@ -107,10 +115,16 @@ async def delete_post(conn: ConnectionDep, post_id: PostId) -> None:
     summary="Restore a soft-deleted post",
     description="A live post is returned unchanged. 404 when the post does not exist or its"
     " author is soft-deleted (restore the user first).",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 422),
 )
-async def restore_post(conn: ConnectionDep, post_id: PostId) -> Post:
-    return await repository.restore_post(conn, post_id=post_id)
+async def restore_post(
+    conn: ConnectionDep, post_id: PostId, body: RawBody, idempotency_key: IdempotencyKey = None
+) -> Response[Post]:
+    async def run(c: Executor) -> Outcome:
+        return Outcome(200, await repository.restore_post(c, post_id=post_id))
+
+    route = f"POST /api/posts/{post_id}/restore"
+    return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 
 router = Router(

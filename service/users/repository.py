@@ -6,7 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
-from service.db import Connection
+from service.db import Executor
 from service.errors import ConflictError, NotFoundError
 from service.generated import users as q
 from service.pagination import Cursor, keyset_args
@@ -19,14 +19,14 @@ def not_found(user_id: UUID) -> NotFoundError:
     return NotFoundError(f"user {user_id} not found")
 
 
-async def get_user(conn: Connection, *, user_id: UUID) -> User:
+async def get_user(conn: Executor, *, user_id: UUID) -> User:
     row = await q.get_user(conn, user_id=user_id)
     if row is None:
         raise not_found(user_id)
     return user_from(row)
 
 
-async def get_user_with_posts(conn: Connection, *, user_id: UUID) -> UserWithPosts:
+async def get_user_with_posts(conn: Executor, *, user_id: UUID) -> UserWithPosts:
     row = await q.get_user_with_posts(conn, user_id=user_id)
     if row is None:
         raise not_found(user_id)
@@ -34,7 +34,7 @@ async def get_user_with_posts(conn: Connection, *, user_id: UUID) -> UserWithPos
 
 
 async def list_users(
-    conn: Connection, *, cursor: Cursor | None, limit: int, email: str | None = None
+    conn: Executor, *, cursor: Cursor | None, limit: int, email: str | None = None
 ) -> list[User]:
     """Up to limit + 1 users after `cursor`, newest first; see pagination.split_page."""
     keyset = keyset_args(cursor, limit)
@@ -43,7 +43,7 @@ async def list_users(
     return [user_from(row) for row in await q.list_users_by_email(conn, email=email, **keyset)]
 
 
-async def insert_user(conn: Connection, *, email: str, name: str) -> User:
+async def insert_user(conn: Executor, *, email: str, name: str) -> User:
     try:
         row = await q.insert_user(conn, email=email, name=name)
     except asyncpg.UniqueViolationError:
@@ -53,7 +53,7 @@ async def insert_user(conn: Connection, *, email: str, name: str) -> User:
 
 
 async def update_user(
-    conn: Connection, *, user_id: UUID, email: str | None, name: str | None
+    conn: Executor, *, user_id: UUID, email: str | None, name: str | None
 ) -> User:
     try:
         row = await q.update_user(conn, user_id=user_id, email=email, name=name)
@@ -64,12 +64,12 @@ async def update_user(
     return user_from(row)
 
 
-async def delete_user(conn: Connection, *, user_id: UUID) -> None:
+async def delete_user(conn: Executor, *, user_id: UUID) -> None:
     if await q.delete_user(conn, user_id=user_id) is None:
         raise not_found(user_id)
 
 
-async def restore_user(conn: Connection, *, user_id: UUID) -> User:
+async def restore_user(conn: Executor, *, user_id: UUID) -> User:
     try:
         row = await q.restore_user(conn, user_id=user_id)
     except asyncpg.UniqueViolationError:

@@ -8,8 +8,9 @@ from uuid import UUID
 from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
-from service.db import ConnectionDep
+from service.db import ConnectionDep, Executor
 from service.errors import problem_responses
+from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page
 from service.posts import repository as posts_repository
 from service.posts.schemas import PostPage
@@ -34,14 +35,21 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     status_code=201,
     summary="Create a user",
     description="Returns the user with a `Location` header pointing at it.",
-    responses=problem_responses(409, 413),
+    responses=problem_responses(409, 413, 422),
 )
 async def create_user(
-    conn: ConnectionDep, data: JSONBody[UserCreate], body: RawBody
+    conn: ConnectionDep,
+    data: JSONBody[UserCreate],
+    body: RawBody,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[User]:
     data = strict_json(body, UserCreate)
-    user = await repository.insert_user(conn, email=data.email, name=data.name)
-    return Response(user, status_code=201, headers={"Location": f"/api/users/{user.id}"})
+
+    async def run(c: Executor) -> Outcome:
+        user = await repository.insert_user(c, email=data.email, name=data.name)
+        return Outcome(201, user, f"/api/users/{user.id}")
+
+    return await idempotent(conn, route="POST /api/users", key=idempotency_key, body=body, run=run)
 
 
 @get("/", summary="List live users, newest first", responses=problem_responses())
@@ -95,10 +103,16 @@ async def delete_user(conn: ConnectionDep, user_id: UserId) -> None:
     status_code=200,
     summary="Restore a soft-deleted user",
     description="A live user is returned unchanged. 409 when a live user now has its email.",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 422),
 )
-async def restore_user(conn: ConnectionDep, user_id: UserId) -> User:
-    return await repository.restore_user(conn, user_id=user_id)
+async def restore_user(
+    conn: ConnectionDep, user_id: UserId, body: RawBody, idempotency_key: IdempotencyKey = None
+) -> Response[User]:
+    async def run(c: Executor) -> Outcome:
+        return Outcome(200, await repository.restore_user(c, user_id=user_id))
+
+    route = f"POST /api/users/{user_id}/restore"
+    return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 
 @get(
