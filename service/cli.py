@@ -1,4 +1,4 @@
-"""The `rawpost` command: serve, migrate."""
+"""The `rawpost` command: serve, migrate, contracts, sql check, seed, bench."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import click
 import msgspec
 
 from service import embedded, migrate
+from service.bench import bench
 from service.config import Settings, SettingsError, load_settings
 from service.logs import setup_logging
+from service.seed import seed
 
 log = logging.getLogger("rawpost.cli")
 
@@ -298,6 +300,10 @@ def _or_exit(work: Callable[[], T]) -> T:
     except Exception as exc:
         detail = " / ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
         raise click.ClickException(f"{type(exc).__name__}: {detail}") from None
+
+
+main.add_command(seed)
+main.add_command(bench)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,467 @@
+"""The benchmark kit: pgbench scripts, wrk scripts and output, the summary, the query plans."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+import psycopg
+import pytest
+from click.testing import CliRunner
+from litestar.testing import TestClient
+
+from service import bench as kit
+from service.bench import (
+    BENCH_DIR,
+    BENCHMARKS,
+    PK_STATEMENT,
+    HttpResult,
+    PgbenchResult,
+    Report,
+    Round,
+    Sampled,
+    check_loopback,
+    pgbench_job,
+    pgbench_sql,
+    summarize,
+)
+from service.embedded import create_database, drop_database, with_database
+from service.seed import seed
+from service.sql import QUERIES
+from tests.helpers import DB
+
+# -- pgbench scripts ----------------------------------------------------------------------
+
+
+def test_pgbench_sql_drops_comments_and_keeps_strings_and_casts() -> None:
+    source = (
+        "-- get: :ignored in a comment\n"
+        "SELECT ':not_a_param', E'\\':still_not', \"col:x\", $$ :nor $$, /* :no /* :n */ */\n"
+        "       :a::int, :b -- trailing :c\n"
+        "FROM t WHERE x = :a\n"
+    )
+    assert pgbench_sql(source, {"a": ":a_0", "b": "NULL"}) == (
+        "SELECT ':not_a_param', E'\\':still_not', \"col:x\", $$ :nor $$,\n"
+        "       :a_0::int, NULL\n"
+        "FROM t WHERE x = :a_0"
+    )
+
+
+def test_pgbench_sql_refuses_an_unbound_parameter() -> None:
+    with pytest.raises(ValueError, match=":b"):
+        pgbench_sql("SELECT :a, :b", {"a": "1"})
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda b: b.name)
+def test_each_benchmark_binds_exactly_the_parameters_of_its_statement(benchmark: Any) -> None:
+    job = pgbench_job(QUERIES[benchmark.query].source, benchmark.params, ["u1", "u2", "u3"])
+    sampled = Sampled.USER_ID in benchmark.params.values()
+    assert len(job.scripts) == (3 if sampled else 1)
+    for script in job.scripts:
+        assert script.endswith(";\n")
+        assert "--" not in script
+
+
+def test_user_id_parameters_get_one_script_per_sampled_id_up_to_100() -> None:
+    ids = [str(uuid.UUID(int=i)) for i in range(150)]
+    job = pgbench_job(PK_STATEMENT, {"user_id": Sampled.USER_ID}, ids)
+    assert len(job.scripts) == 100
+    assert job.scripts[7] == (
+        "SELECT id, email, name, created_at, updated_at FROM users WHERE id = :user_id_7;\n"
+    )
+    assert job.defines["user_id_7"] == ids[7]
+
+
+def test_a_changed_statement_fails_the_binding_loudly() -> None:
+    with pytest.raises(ValueError, match="binds"):
+        pgbench_job("SELECT :a, :b", {"a": 1}, [])
+
+
+# -- the benchmarks measure what the routes run ---------------------------------------------
+
+
+def _statements(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [getattr(r, "query", "?") for r in caplog.records if r.name == "rawpost.sql"]
+
+
+def test_each_benchmark_request_runs_the_statement_its_ceiling_measures(
+    client: TestClient,  # type: ignore[type-arg]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    created = client.post("/api/users", json={"email": "a@example.com", "name": "A"})
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    post = {"author_id": user_id, "title": "t", "content": "c", "published": True}
+    assert client.post("/api/posts", json=post).status_code == 201
+    requests = {
+        "user_by_id": ("GET", f"/api/users/{user_id}", None),
+        "posts_page": ("GET", "/api/posts?limit=20", None),
+        "user_with_posts": ("GET", f"/api/users/{user_id}?include=posts", None),
+        "create_user": ("POST", "/api/users", {"email": "b@example.com", "name": "B"}),
+    }
+    assert set(requests) == {b.name for b in BENCHMARKS}
+    for b in BENCHMARKS:
+        method, path, body = requests[b.name]
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="rawpost.sql"):
+            response = client.request(method, path, json=body)
+        assert response.status_code in (200, 201), response.text
+        assert b.query in _statements(caplog), (b.name, _statements(caplog))
+
+
+# -- pgbench for real, on a seeded database -------------------------------------------------
+
+
+def _seed(db_url: str, ids_file: Path, users: int, posts: int) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        seed,
+        [
+            "--database-url",
+            db_url,
+            "--ids-file",
+            str(ids_file),
+            "--users",
+            str(users),
+            "--posts",
+            str(posts),
+            "--seed",
+            "11",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    sample: dict[str, Any] = json.loads(ids_file.read_text())
+    return sample
+
+
+def test_pgbench_runs_every_statement_and_the_bench_removes_the_users_it_created(
+    db_url: str, db: DB, tmp_path: Path
+) -> None:
+    sample = _seed(db_url, tmp_path / "ids.json", 200, 1000)
+    pgbench = kit.find_pgbench()
+    jobs = {
+        b.name: pgbench_job(QUERIES[b.query].source, b.params, sample["users"]) for b in BENCHMARKS
+    }
+    jobs["pk"] = pgbench_job(PK_STATEMENT, {"user_id": Sampled.USER_ID}, sample["users"])
+    for name, job in jobs.items():
+        result = kit.run_pgbench(
+            pgbench, db_url, job, clients=2, jobs=1, seconds=1, workdir=tmp_path
+        )
+        assert result.tps > 0, name
+        assert result.transactions > 0
+        assert result.failed == 0
+    created = db.execute("SELECT count(*) FROM users").fetchone()
+    assert created is not None and int(str(created[0])) > 200
+    db.execute(
+        "INSERT INTO users (email, name)"
+        " VALUES ('bench-x-1-1@bench.rawpost.invalid', 'wrk'), ('x@example.com', 'kept')"
+    )
+
+    kit._delete_created(db_url)
+
+    live = db.execute("SELECT count(*) FROM users WHERE deleted_at IS NULL").fetchone()
+    assert live == (201,)
+    assert db.execute("SELECT 1 FROM users WHERE email = 'x@example.com'").fetchone()
+
+
+def test_parse_pgbench_reads_the_summary() -> None:
+    # Captured while writing the kit: pgbench (PostgreSQL) 18.6, -M prepared -n -c 1 -T 1.
+    output = """pgbench (18.6)
+transaction type: /tmp/pgbench-0.sql
+scaling factor: 1
+query mode: prepared
+number of clients: 1
+number of threads: 1
+maximum number of tries: 1
+duration: 1 s
+number of transactions actually processed: 9480
+number of failed transactions: 0 (0.000%)
+latency average = 0.105 ms
+initial connection time = 2.416 ms
+tps = 9484.310201 (without initial connection time)
+"""
+    assert kit.parse_pgbench(output) == PgbenchResult(
+        tps=9484.310201, latency_ms=0.105, transactions=9480, failed=0
+    )
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+# Recorded while writing the kit, on this kind of machine (wrk debian/4.1.0-3+b2):
+# `wrk -t2 -c8 -d1s --latency -s bench/user_by_id.lua http://127.0.0.1:8199 -- ids.json run1`
+# against `python3 -m http.server`, which answers every /api/users/... with a 404.
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8199
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.16ms    3.42ms  30.03ms   84.13%
+    Req/Sec   593.35    112.59   760.00     60.00%
+  Latency Distribution
+     50%    3.84ms
+     75%    6.29ms
+     90%    9.54ms
+     99%   17.96ms
+  1189 requests in 1.01s, 603.79KB read
+  Non-2xx or 3xx responses: 1189
+Requests/sec:   1181.66
+Transfer/sec:    600.06KB
+RAWPOST_WRK {"requests": 1189, "duration_us": 1006210, "bytes": 618280, "connect_errors": 0, \
+"read_errors": 0, "write_errors": 0, "status_errors": 1189, "timeouts": 0, "p50_us": 3840, \
+"p90_us": 9540, "p99_us": 17959, "mean_us": 5161.1, "max_us": 30033}
+"""
+
+
+def test_parse_wrk_reads_the_done_line_of_the_lua_scripts() -> None:
+    result = kit.parse_wrk(WRK_OUTPUT)
+    assert result.requests == 1189
+    assert result.rps == pytest.approx(1181.66, rel=1e-3)
+    assert (result.p50_ms, result.p99_ms) == (3.84, 17.959)
+    assert (result.socket_errors, result.status_errors, result.errors) == (0, 1189, 1189)
+
+
+def test_parse_wrk_falls_back_to_the_latency_distribution() -> None:
+    text = (
+        WRK_OUTPUT.split("RAWPOST_WRK")[0]
+        + "  Socket errors: connect 0, read 2, write 0, timeout 3\n"
+    )
+    result = kit.parse_wrk(text)
+    assert result.requests == 1189
+    assert result.seconds == pytest.approx(1.01)
+    assert (result.p50_ms, result.p99_ms) == (3.84, 17.96)
+    assert (result.socket_errors, result.status_errors) == (5, 1189)
+
+
+def test_parse_wrk_without_latencies_is_an_error() -> None:
+    with pytest.raises(ValueError, match="--latency"):
+        kit.parse_wrk("Running 1s test @ http://x\n  10 requests in 1.00s, 1KB read\n")
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str, bytes]]
+
+    def _answer(self, status: int) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.seen.append((self.command, self.path, self.rfile.read(length)))
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_GET(self) -> None:
+        self._answer(200)
+
+    def do_POST(self) -> None:
+        self._answer(201)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
+    """A tiny HTTP server on loopback that records every request."""
+    seen: list[tuple[str, str, bytes]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_wrk_scripts_send_the_benchmark_requests(
+    recorder: tuple[str, list[tuple[str, str, bytes]]], tmp_path: Path
+) -> None:
+    url, seen = recorder
+    users = [str(uuid.uuid4()) for _ in range(5)]
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps({"users": users, "posts": [str(uuid.uuid4())]}))
+    wrk = kit.find_wrk()
+    emails: list[str] = []
+    for b in BENCHMARKS:
+        seen.clear()
+        result = kit.run_wrk(
+            wrk,
+            url,
+            BENCH_DIR / b.script,
+            [str(ids_file), "testrun"],
+            connections=4,
+            threads=2,
+            seconds=1,
+        )
+        assert result.requests > 0, b.name
+        assert result.errors == 0
+        assert 0 < result.p50_ms <= result.p99_ms
+        assert seen
+        for method, path, body in seen:
+            if b.name == "create_user":
+                assert (method, path) == ("POST", "/api/users")
+                payload = json.loads(body)
+                assert payload["name"] == "Bench User"
+                emails.append(payload["email"])
+            elif b.name == "posts_page":
+                assert (method, path) == ("GET", "/api/posts?limit=20")
+            else:
+                suffix = "?include=posts" if b.name == "user_with_posts" else ""
+                assert method == "GET"
+                assert path.removesuffix(suffix).removeprefix("/api/users/") in users
+                assert path.endswith(suffix)
+    assert len(emails) == len(set(emails)) > 0
+    assert all(e.startswith("bench-testrun-") for e in emails)
+    assert all(e.endswith("@bench.rawpost.invalid") for e in emails)
+    # Both wrk threads made some, from their own counters.
+    assert {e.split("-")[2] for e in emails} == {"1", "2"}
+
+
+def test_bench_says_so_when_wrk_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    result = CliRunner().invoke(kit.bench, ["--url", "http://127.0.0.1:1"])
+    assert result.exit_code != 0
+    assert "wrk is not installed" in result.output
+
+
+# -- the server must be on this machine -----------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:9", "http://[::1]:80"])
+def test_loopback_urls_are_accepted(url: str) -> None:
+    check_loopback(url)
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.10:8000", "https://127.0.0.1", "127.0.0.1:8000"])
+def test_other_urls_are_refused(url: str) -> None:
+    with pytest.raises(click.BadParameter, match=r"loopback|expected http"):
+        check_loopback(url)
+
+
+# -- the summary ----------------------------------------------------------------------------
+
+
+def _http(rps: float, p99: float = 10.0, errors: int = 0) -> HttpResult:
+    return HttpResult(
+        requests=int(rps * 10),
+        seconds=10.0,
+        rps=rps,
+        p50_ms=p99 / 2,
+        p99_ms=p99,
+        socket_errors=0,
+        status_errors=errors,
+    )
+
+
+def _pg(tps: float) -> PgbenchResult:
+    return PgbenchResult(tps=tps, latency_ms=1.0, transactions=int(tps * 10), failed=0)
+
+
+def test_summary_takes_medians_and_ratios_within_each_run() -> None:
+    rounds = [
+        Round(pk=_pg(10_000), http={"b": _http(1000, 30)}, statement={"b": _pg(5000)}),
+        Round(pk=_pg(20_000), http={"b": _http(3000, 10, errors=2)}, statement={"b": _pg(6000)}),
+        Round(pk=_pg(30_000), http={"b": _http(2000, 20)}, statement={"b": _pg(4000)}),
+    ]
+    (s,) = summarize(rounds, ["b"])
+    assert (s.rps, s.p99_ms, s.errors) == (2000, 20, 2)
+    assert (s.pk_tps, s.statement_tps) == (20_000, 5000)
+    # Per run: 0.1, 0.15, 0.0667 -> median 0.1 (not 2000 / 20000 by coincidence alone).
+    assert s.ratio_pk == pytest.approx(0.1)
+    assert s.ratio_statement == pytest.approx(0.5)
+    table = kit.format_table([s], runs=3)
+    assert "medians of 3 interleaved runs" in table
+    assert "PK ceiling" in table
+
+
+def test_compare_prints_both_runs_side_by_side(tmp_path: Path) -> None:
+    def report(rps: float) -> Report:
+        rounds = [Round(pk=_pg(10_000), http={"b": _http(rps)}, statement={"b": _pg(5000)})]
+        return Report(
+            started_at="2026-01-01T00:00:00+00:00",
+            commit="abc1234",
+            dirty=False,
+            machine={},
+            config=kit.Config(
+                url="http://127.0.0.1:8000",
+                benchmarks=["b"],
+                runs=1,
+                duration_s=10,
+                warmup_s=3,
+                connections=64,
+                threads=2,
+                pgbench_clients=20,
+                pgbench_jobs=2,
+            ),
+            rounds=rounds,
+            summary=summarize(rounds, ["b"]),
+        )
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_bytes(msgspec.json.encode(report(1000)))
+    b.write_bytes(msgspec.json.encode(report(1500)))
+    result = CliRunner().invoke(kit.bench, ["--compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "+50.0%" in result.output
+    assert "0.100" in result.output and "0.150" in result.output
+
+
+# -- every list statement is an index scan on a representative data set ----------------------
+
+
+@pytest.fixture(scope="module")
+def representative_db(
+    pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """2,000 users and 20,000 posts (the standard data set's shape, 1/50 of its size)."""
+    name = f"rawpost_plans_{uuid.uuid4().hex[:12]}"
+    create_database(pg_admin_url, name, template=template_db)
+    url = with_database(pg_admin_url, name)
+    try:
+        _seed(url, tmp_path_factory.mktemp("plans") / "ids.json", 2000, 20_000)
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+# Keyset pages need an ordered Index Scan (a bitmap scan would sort every match); where
+# the statement reads at most a few dozen rows of a table, a bitmap scan over an index is
+# as good (get_user_with_posts reads one author's posts: a bitmap scan on this data set,
+# an Index Scan on the full one).
+@pytest.mark.parametrize(
+    ("query", "table", "ordered"),
+    [
+        ("posts/list_posts", "posts", True),
+        ("posts/list_user_posts", "posts", True),
+        ("users/list_users", "users", True),
+        ("users/list_users_by_email", "users", False),
+        ("users/get_user_with_posts", "posts", False),
+    ],
+)
+def test_every_list_statement_reads_its_table_through_an_index(
+    representative_db: str, query: str, table: str, ordered: bool
+) -> None:
+    with psycopg.connect(representative_db, autocommit=True) as conn:
+        row = conn.execute(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {QUERIES[query].sql}").fetchone()
+    assert row is not None
+    nodes = list(_nodes(row[0][0]["Plan"]))
+    scans = {(n["Node Type"], n.get("Relation Name")) for n in nodes if "Relation Name" in n}
+    assert not {s for s in scans if s[0] == "Seq Scan" and s[1] in ("users", "posts")}, scans
+    wanted = {"Index Scan", "Index Only Scan"} | (set() if ordered else {"Bitmap Heap Scan"})
+    assert {kind for kind, relation in scans if relation == table} & wanted, scans
