@@ -286,8 +286,14 @@ def run_pgbench(
     for path in paths:
         command += ["-f", f"{path}@1"]
     command.append(database_url)
+    # The same session settings as the service's pooled connections, so the ceiling
+    # is measured on the plan the service gets.
+    from service.db import SERVER_SETTINGS
+
+    options = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items() if k != "application_name")
+    env = {**os.environ, "PGOPTIONS": f"{os.environ.get('PGOPTIONS', '')} {options}".strip()}
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
+        command, capture_output=True, text=True, timeout=seconds + 60, check=False, env=env
     )
     if done.returncode != 0:
         raise click.ClickException(

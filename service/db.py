@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 import asyncpg
@@ -42,11 +43,19 @@ class Executor(Protocol):
     async def execute(self, query: str, *args: Any) -> str: ...
 
 
+# Session settings of every pooled connection (the benchmark gives pgbench the same).
+# Memoize caches the users lookups of a nested loop; for rawpost's pages of at most
+# 101 rows building that cache costs more than it saves: list_posts ran 2.6 times
+# faster under pgbench with it off (docs/performance.md).
+SERVER_SETTINGS = {"TimeZone": "UTC", "application_name": "rawpost", "enable_memoize": "off"}
+
 log = logging.getLogger("rawpost.db")
 sql_log = logging.getLogger("rawpost.sql")
 
-# The statement text -> its file, so logs and metrics name the file, never the SQL.
+# The statement text -> its file, so logs and metrics name the file, never the SQL;
+# and which statements are plain reads (safe to run again after a lost connection).
 _QUERY_BY_SQL = {q.sql: q for q in QUERIES.values()}
+_READONLY = frozenset(q.sql for q in QUERIES.values() if q.readonly)
 
 
 class Database(msgspec.Struct):
@@ -99,6 +108,13 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
         await _init_connection(conn)
         opened[conn.get_server_pid()] = time.monotonic()
 
+    async def reset(conn: RawConnection) -> None:
+        # asyncpg's default reset (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL)
+        # is a round trip per request; rawpost sets no session state on pooled
+        # connections, so only an open transaction needs undoing.
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+
     @backoff.on_exception(
         backoff.expo,
         Exception,
@@ -117,8 +133,9 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
             max_inactive_connection_lifetime=settings.pool_max_idle,
             timeout=settings.connect_timeout,
             command_timeout=settings.command_timeout,
-            server_settings={"TimeZone": "UTC", "application_name": "rawpost"},
+            server_settings=SERVER_SETTINGS,
             init=init,
+            reset=reset,
         )
         assert pool is not None
         return pool
@@ -232,8 +249,7 @@ class Session:
         return status
 
     async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
-        known = _QUERY_BY_SQL.get(query)
-        readonly = bool(known and known.readonly)
+        readonly = query in _READONLY
 
         async def attempt() -> Any:
             conn = await self._connection_or_retry()
@@ -329,15 +345,28 @@ async def _timed(
 
 
 async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run `attempt`; after a retryable failure, run it again under backoff's policy.
+
+    The first try goes straight through: building backoff's wrapper costs more than
+    the statement itself on the hot path, and most statements never need it.
+    """
+    try:
+        return await attempt()
+    except _Retry as first:
+        if settings.retry_attempts <= 1:
+            raise first.cause from None
+        RETRIES.labels(first.sqlstate_class).inc()
+        log.info("retrying after a transient failure (%s), attempt 1", first)
+
     def on_backoff(details: Any) -> None:
         exc = details["exception"]
         RETRIES.labels(exc.sqlstate_class).inc()
-        log.info("retrying after a transient failure (%s), attempt %d", exc, details["tries"])
+        log.info("retrying after a transient failure (%s), attempt %d", exc, details["tries"] + 1)
 
     retrying = backoff.on_exception(
         backoff.expo,
         _Retry,
-        max_tries=settings.retry_attempts,
+        max_tries=max(settings.retry_attempts - 1, 1),
         max_time=settings.retry_max_time,
         jitter=backoff.full_jitter,
         factor=0.05,
@@ -345,6 +374,7 @@ async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[T]])
         on_backoff=on_backoff,
         raise_on_giveup=True,
     )(attempt)
+    await asyncio.sleep(backoff.full_jitter(0.05))
     try:
         return await retrying()
     except _Retry as exc:
@@ -360,7 +390,12 @@ def _observe(name: str, started: float) -> None:
 
 def _log_statement(name: str, started: float, result: Any, slow_ms: float) -> None:
     took_ms = (time.perf_counter() - started) * 1000
-    rows = len(result) if isinstance(result, list) else int(result is not None)
+    if isinstance(result, list):
+        rows = len(result)
+    elif isinstance(result, str):  # execute(): the command tag, e.g. "UPDATE 3"
+        rows = int(result.rpartition(" ")[2]) if result[-1:].isdigit() else 0
+    else:
+        rows = int(result is not None)
     if took_ms >= slow_ms:
         sql_log.warning(
             "slow query %s took %.1f ms (%d rows)",
@@ -402,13 +437,14 @@ async def _acquire(db: Database) -> Connection:
             ctx.pool_wait_seconds += took
 
 
-async def provide_session(state: State) -> AsyncGenerator[Session, None]:
-    """Lend a Session for one request; its connection goes back to the pool at the end."""
+async def provide_session(state: State) -> Session:
+    """Lend a Session for one request. Its connection goes back to the pool as soon as
+    the handler returns (observability's after_request hook) or, if the handler
+    raised, when the response is sent; a yield-dependency would cost more per request."""
     session = Session(state.db)
-    try:
-        yield session
-    finally:
-        await session.close()
+    if (ctx := observability.current()) is not None:
+        ctx.session = session
+    return session
 
 
 # What a handler declares to get database access: `conn: ConnectionDep`.

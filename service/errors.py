@@ -23,6 +23,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from service import observability
+
 log = logging.getLogger("rawpost.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -75,7 +77,18 @@ class Problem(msgspec.Struct, omit_defaults=True):
 
 
 # SQLSTATEs that mean "the database is away or overloaded", not "your request is wrong".
-_UNAVAILABLE_STATES = {"57P01", "57P02", "57P03", "53300", "57014", "55P03", "3D000"}
+# 40001/40P01: a serialization failure or deadlock that outlasted the retries.
+_UNAVAILABLE_STATES = {
+    "57P01",
+    "57P02",
+    "57P03",
+    "53300",
+    "57014",
+    "55P03",
+    "3D000",
+    "40001",
+    "40P01",
+}
 # undefined_table, undefined_column: what a SQL file meets before its migration ran.
 _SCHEMA_BEHIND_STATES = {"42P01", "42703"}
 
@@ -218,7 +231,9 @@ def _slug(title: str) -> str:
 
 
 def _request_extra(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {"request_id": request.headers.get("x-request-id") or uuid.uuid4().hex}
+    # The id the middleware gave this request (and sends back in X-Request-ID).
+    ctx = observability.current()
+    return {"request_id": ctx.request_id if ctx else uuid.uuid4().hex}
 
 
 _DOCUMENTED = {

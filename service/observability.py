@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Response
 from litestar.enums import ScopeType
@@ -47,7 +47,14 @@ BUILD_INFO = Info("rawpost_build", "The running rawpost build.")
 class RequestContext:
     """Timings of one request, filled in by the database session and the hooks."""
 
-    __slots__ = ("db_seconds", "handler_done", "pool_wait_seconds", "request_id", "started")
+    __slots__ = (
+        "db_seconds",
+        "handler_done",
+        "pool_wait_seconds",
+        "request_id",
+        "session",
+        "started",
+    )
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -55,6 +62,16 @@ class RequestContext:
         self.pool_wait_seconds = 0.0
         self.db_seconds = 0.0
         self.handler_done: float | None = None
+        self.session: Closable | None = None  # the request's database session, if any
+
+    async def release(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("rawpost_request", default=None)
@@ -64,9 +81,12 @@ def current() -> RequestContext | None:
     return CURRENT.get()
 
 
-def mark_handler_done(response: Response[Any]) -> Response[Any]:
-    """after_request hook: what follows until the response starts is encoding."""
+async def mark_handler_done(response: Response[Any]) -> Response[Any]:
+    """after_request hook: what follows until the response starts is encoding.
+
+    Async on purpose: Litestar runs a sync hook in a worker thread, per request."""
     if (ctx := CURRENT.get()) is not None:
+        await ctx.release()  # the handler is done with the database
         ctx.handler_done = time.perf_counter()
     return response
 
@@ -108,6 +128,7 @@ def request_context_middleware(app: ASGIApp, *, access_log_enabled: bool) -> ASG
         try:
             await app(scope, receive, send_with_headers)
         finally:
+            await ctx.release()  # the handler raised before after_request ran
             CURRENT.reset(token)
             if access_log_enabled:
                 access_log.info(
