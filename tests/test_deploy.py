@@ -353,10 +353,8 @@ def test_the_api_container_command_serves_live_and_ready_and_stops_on_sigterm(
         assert _get_status(base + "/health/ready") == 200, log.read_text()
     finally:
         exit_code = _stop(process)
-    # uvicorn shuts down gracefully (the lifespan closes the pool), then re-raises the
-    # signal, so the status says "terminated by SIGTERM" (143 to Docker), or 0.
-    assert exit_code in (0, -signal.SIGTERM), log.read_text()
-    assert "Application shutdown complete" in log.read_text()
+    # A graceful shutdown (the lifespan closes the pool) that ends with status 0.
+    assert exit_code == 0, log.read_text()
 
 
 def test_the_migrate_container_command_migrates_an_empty_database_and_reruns_harmlessly(

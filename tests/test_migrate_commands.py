@@ -19,7 +19,7 @@ import pytest
 from service import embedded, migrate
 from service.config import MIGRATIONS_DIR
 from service.migrate import MigrationError, bookkeeping
-from service.migrate.rehearse import rehearse
+from service.migrate.rehearse import _scratch_prefix, rehearse
 
 FIXTURES = Path(__file__).parent / "migrate_fixture"
 BASELINE = "0001.baseline-users"
@@ -392,7 +392,7 @@ def test_a_rehearsal_of_another_database_does_not_count(
 def test_a_killed_rehearsal_leaves_nothing_the_next_one_does_not_clean(
     empty_db: str, pg_admin_url: str, tmp_path: Path
 ) -> None:
-    leftover = f"rawpost_rehearse_{uuid.uuid4().hex[:12]}"
+    leftover = f"{_scratch_prefix(empty_db)}{uuid.uuid4().hex[:12]}"
     embedded.create_database(pg_admin_url, leftover)
     out = Output()
     assert rehearse(

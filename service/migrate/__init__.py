@@ -23,7 +23,7 @@ from service.config import MIGRATIONS_DIR
 from service.migrate import bookkeeping
 
 ADVISORY_LOCK_KEY = 0x7261_7770  # "rawp": apply and rollback
-REHEARSAL_LOCK_KEY = 0x7261_7771  # one rehearsal of a server at a time
+REHEARSAL_LOCK_KEY = 0x7261_7771  # one rehearsal of a database at a time
 
 Echo = Callable[[str], None]
 
@@ -148,6 +148,8 @@ def apply(
             echo("schema is up to date; nothing to apply")
             return []
         echo(f"would apply {len(todo)} migration(s): {', '.join(m.id for m in todo)}")
+        if rehearsals is not None:
+            _check_rehearsal(database_url, [m.id for m in todo], rehearsals, force=force, echo=echo)
         for m in todo:
             _print_sql(echo, m)
         echo("dry run: nothing applied")

@@ -6,6 +6,7 @@ happens in a scratch database on the same server, dropped at the end.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import threading
 import time
@@ -91,9 +92,10 @@ def _copy_rows(
 ) -> None:
     for table in tables:
         internal = table in bk.INTERNAL_TABLES
-        # Application rows may be a sample: copy them without FK triggers (needs the
-        # right to set session_replication_role); bookkeeping rows go in as they are.
-        target.execute(f"SET session_replication_role = {'origin' if internal else 'replica'}")
+        if not internal:
+            # Application rows may be a sample: copy them without FK triggers (needs the
+            # right to set session_replication_role); bookkeeping rows go in as they are.
+            target.execute("SET session_replication_role = replica")
         limit = f" LIMIT {int(sample)}" if sample is not None and not internal else ""
         copied = 0
         with (
@@ -105,8 +107,9 @@ def _copy_rows(
             for chunk in out:
                 into.write(chunk)
                 copied += len(chunk)
+        if not internal:
+            target.execute("RESET session_replication_role")
         echo(f"    copied {table} ({copied / 1e6:.1f} MB)")
-    target.execute("RESET session_replication_role")
     for seq, value in source.execute(
         "SELECT quote_ident(sequencename), last_value FROM pg_sequences"
         " WHERE schemaname = 'public' AND last_value IS NOT NULL"
@@ -213,14 +216,21 @@ def rehearse(
         )
 
 
+def _scratch_prefix(target: str) -> str:
+    """Scratch databases are named after their target, so a rehearsal (holding the
+    target's rehearsal lock) can tell its own leftovers from another target's."""
+    name = urlsplit(target).path.lstrip("/")
+    return f"rawpost_rehearse_{hashlib.sha256(name.encode()).hexdigest()[:8]}_"
+
+
 def _drop_leftovers(target: str, echo: Echo) -> None:
-    """Scratch databases of a rehearsal that was killed (we hold the rehearsal lock)."""
+    """Scratch databases of an interrupted rehearsal of this same target."""
+    prefix = _scratch_prefix(target)
     with psycopg.connect(target, autocommit=True) as conn:
         names = [
             r[0]
-            for r in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'rawpost\\_rehearse\\_%%'"
-            )
+            for r in conn.execute("SELECT datname FROM pg_database")
+            if str(r[0]).startswith(prefix)
         ]
     for name in names:
         echo(f"  dropping {name}, left behind by an interrupted rehearsal")
@@ -243,7 +253,7 @@ def _rehearse(
     statement_timeout: str,
     sql_dir: Path,
 ) -> bool:
-    scratch_name = f"rawpost_rehearse_{uuid.uuid4().hex[:12]}"
+    scratch_name = f"{_scratch_prefix(target)}{uuid.uuid4().hex[:12]}"
     embedded.create_database(target, scratch_name)
     scratch = embedded.with_database(target, scratch_name)
     app_name = f"rawpost-rehearse-{scratch_name[-12:]}"
