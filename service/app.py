@@ -55,9 +55,18 @@ Users and their posts over PostgreSQL.
 
 
 async def verify_sql(
-    pool: Pool, migrations: tuple[str, ...], queries: Mapping[str, Query] = QUERIES
+    pool: Pool,
+    migrations: tuple[str, ...],
+    queries: Mapping[str, Query] = QUERIES,
+    *,
+    prepare: bool = True,
 ) -> None:
-    """Prepare every SQL file; any failure stops the start, naming each file."""
+    """Prepare every SQL file; any failure stops the start, naming each file.
+
+    Behind PgBouncer in transaction mode (`prepare=False`) named statements cannot be
+    used, so only the schema version is checked; `rawpost sql check` against the
+    database itself does the rest.
+    """
     async with pool.acquire() as conn:
         try:
             applied = await health_repository.list_applied_migrations(conn)
@@ -70,6 +79,9 @@ async def verify_sql(
                 " `rawpost migrate apply` runs",
                 ", ".join(pending),
             )
+            return
+        if not prepare:
+            log.info("statement cache off (PgBouncer?): SQL files not prepared at start")
             return
         failures = []
         for q in queries.values():
@@ -89,7 +101,7 @@ def create_app(settings: Settings) -> Litestar:
         born: dict[int, float] = {}
         pool = await create_pool(settings, born)
         try:
-            await verify_sql(pool, migrations)
+            await verify_sql(pool, migrations, prepare=settings.statement_cache_size > 0)
             app.state.db = Database(pool=pool, settings=settings, migrations=migrations, born=born)
             yield
         finally:

@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     body_limit: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
     log_level: LogLevel = "INFO"
     pool_max_lifetime: Seconds = 1800.0
+    statement_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 100
     retry_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
     retry_max_time: Seconds = 2.0
     slow_query_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0
@@ -65,6 +66,7 @@ ENV_NAMES: Mapping[str, str] = {
     "body_limit": "RAWPOST_BODY_LIMIT",
     "log_level": "RAWPOST_LOG_LEVEL",
     "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
+    "statement_cache_size": "RAWPOST_STATEMENT_CACHE_SIZE",
     "retry_attempts": "RAWPOST_RETRY_ATTEMPTS",
     "retry_max_time": "RAWPOST_RETRY_MAX_TIME",
     "slow_query_ms": "RAWPOST_SLOW_QUERY_MS",

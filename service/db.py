@@ -133,6 +133,9 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
             max_inactive_connection_lifetime=settings.pool_max_idle,
             timeout=settings.connect_timeout,
             command_timeout=settings.command_timeout,
+            # 0 behind PgBouncer in transaction mode: no named prepared statements,
+            # which would not survive the switch to another server connection.
+            statement_cache_size=settings.statement_cache_size,
             server_settings=SERVER_SETTINGS,
             init=init,
             reset=reset,

@@ -282,7 +282,6 @@ def recorder() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
         thread.join(timeout=5)
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_wrk_scripts_send_the_benchmark_requests(
     recorder: tuple[str, list[tuple[str, str, bytes]]], tmp_path: Path
 ) -> None:
