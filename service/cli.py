@@ -279,6 +279,7 @@ def rollback(to: str | None, dry_run: bool) -> None:
 
 
 def _apply(url: str, settings: Settings, *, dry_run: bool = False, force: bool = False) -> None:
+    _or_exit(lambda: migrate.wait_for_database(url, settings.startup_timeout, click.echo))
     _or_exit(
         lambda: migrate.apply(
             url,

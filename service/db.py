@@ -106,7 +106,13 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
 
     async def init(conn: RawConnection) -> None:
         await _init_connection(conn)
-        opened[conn.get_server_pid()] = time.monotonic()
+        pid = conn.get_server_pid()
+        opened[pid] = time.monotonic()
+
+        def forget(_conn: object) -> None:
+            opened.pop(pid, None)
+
+        conn.add_termination_listener(forget)
 
     async def reset(conn: RawConnection) -> None:
         # asyncpg's default reset (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL)
@@ -141,6 +147,14 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
             reset=reset,
         )
         assert pool is not None
+        try:
+            # With RAWPOST_POOL_MIN_SIZE=0 the pool opens nothing: prove the database
+            # answers now, inside the backoff, rather than at the first request.
+            async with pool.acquire(timeout=settings.connect_timeout) as conn:
+                await conn.execute("SELECT 1")
+        except BaseException:
+            pool.terminate()
+            raise
         return pool
 
     return await connect()
@@ -343,7 +357,7 @@ async def _timed(
         result = await getattr(conn, method)(query, *args)
     finally:
         _observe(name, started)
-    _log_statement(name, started, result, slow_ms)
+    _log_statement(name, started, result if method != "execute" else _tag_rows(result), slow_ms)
     return result
 
 
@@ -353,6 +367,7 @@ async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[T]])
     The first try goes straight through: building backoff's wrapper costs more than
     the statement itself on the hot path, and most statements never need it.
     """
+    started = time.monotonic()
     try:
         return await attempt()
     except _Retry as first:
@@ -370,7 +385,8 @@ async def _with_retries(settings: Settings, attempt: Callable[[], Awaitable[T]])
         backoff.expo,
         _Retry,
         max_tries=max(settings.retry_attempts - 1, 1),
-        max_time=settings.retry_max_time,
+        # RAWPOST_RETRY_MAX_TIME counts from the first attempt, not the first retry.
+        max_time=max(settings.retry_max_time - (time.monotonic() - started), 0.001),
         jitter=backoff.full_jitter,
         factor=0.05,
         max_value=1.0,
@@ -391,12 +407,26 @@ def _observe(name: str, started: float) -> None:
         ctx.db_seconds += took
 
 
+class _Rows:
+    """Rows an execute() touched, read from its command tag (e.g. "UPDATE 3")."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
+def _tag_rows(tag: Any) -> _Rows:
+    text = str(tag)
+    return _Rows(int(text.rpartition(" ")[2]) if text[-1:].isdigit() else 0)
+
+
 def _log_statement(name: str, started: float, result: Any, slow_ms: float) -> None:
     took_ms = (time.perf_counter() - started) * 1000
     if isinstance(result, list):
         rows = len(result)
-    elif isinstance(result, str):  # execute(): the command tag, e.g. "UPDATE 3"
-        rows = int(result.rpartition(" ")[2]) if result[-1:].isdigit() else 0
+    elif isinstance(result, _Rows):
+        rows = result.count
     else:
         rows = int(result is not None)
     if took_ms >= slow_ms:

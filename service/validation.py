@@ -24,6 +24,13 @@ def no_nul(field: str, value: str) -> str:
     return value
 
 
+def address(field: str, value: str) -> str:
+    # The schema's pattern ends in `$`, which also matches before a final newline.
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError(f"field `{field}` must not contain whitespace or control characters")
+    return value
+
+
 def trimmed(field: str, value: str, *, min_length: int, max_length: int) -> str:
     value = no_nul(field, value).strip()
     if not min_length <= len(value) <= max_length:

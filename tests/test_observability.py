@@ -131,3 +131,23 @@ def test_connections_older_than_the_max_lifetime_are_recycled(
     while _app_backends(db) & before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not (_app_backends(db) & before), "the old connection is still open"
+
+
+def test_start_up_waits_for_the_database_even_with_an_empty_pool(settings: Settings) -> None:
+    import asyncio
+
+    from service.db import create_pool
+
+    unreachable = load_settings(
+        environ={},
+        overrides={
+            "database_url": "postgresql://postgres@127.0.0.1:1/nothing",
+            "pool_min_size": 0,
+            "startup_timeout": 1.5,
+            "connect_timeout": 0.5,
+        },
+    )
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        asyncio.run(create_pool(unreachable))
+    assert time.monotonic() - started >= 1.0, "gave up without waiting"

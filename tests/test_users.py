@@ -454,3 +454,17 @@ def test_user_timestamps_match_the_stored_values_in_utc(client: Client, db: DB) 
     assert row is not None
     assert parse_ts(user["created_at"]) == row[0]
     assert parse_ts(user["updated_at"]) == row[1]
+
+
+def test_an_email_with_a_trailing_newline_is_400_and_cannot_duplicate_a_live_one(
+    client: Client, db: DB
+) -> None:
+    body_of(client.post("/api/users", json={"email": "a@b.io", "name": "Ada"}), 201)
+    for email in ("a@b.io\n", "a@b.io\r", "a@b.io\t", "a\u2028@b.io"):
+        response = client.post("/api/users", json={"email": email, "name": "Ada"})
+        assert response.status_code == 400, email
+    user = body_of(client.get("/api/users?email=a@b.io"), 200)["items"][0]
+    patched = client.patch(f"/api/users/{user['id']}", json={"email": "c@d.io\n"})
+    assert patched.status_code == 400
+    row = db.execute("SELECT count(*) FROM users").fetchone()
+    assert row == (1,)

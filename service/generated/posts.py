@@ -21,7 +21,7 @@ _GET_POST = query(
     "posts/get_post", "2079ec535a6ba80fa768408bcff082a2f6fbc11c2ba7030d9543c751acce1fbc"
 )
 _INSERT_POST = query(
-    "posts/insert_post", "d9c37e4adb62cb5e9d2b409b2944b44129b2b284440c6cc61605cc96ec3cd940"
+    "posts/insert_post", "7f475f7cee2368e6645b66441433d614099e150e3049dc06a37fb2eb1817be0f"
 )
 _LIST_POSTS = query(
     "posts/list_posts", "caa488c119244e460b0fee4b998a756f8571383898b5dc5367cdefbc408e1586"

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import backoff
 import psycopg
 from yoyo import get_backend, read_migrations
 
@@ -116,6 +117,31 @@ def _plan(database_url: str, migrations_dir: Path) -> tuple[Any, Any, list[str]]
     todo = migrations.__class__([m for m in migrations if m.id not in applied])
     unknown = sorted(applied - {m.id for m in migrations})
     return migrations, todo, unknown
+
+
+def wait_for_database(database_url: str, timeout: float, echo: Echo) -> None:
+    """Wait for the database to accept connections, with capped exponential backoff, so
+    `serve --migrate` and `migrate apply` work whatever order things start in."""
+
+    def retrying(details: Any) -> None:
+        reason = str(details["exception"]).strip().splitlines()[-1]
+        echo(
+            f"database not reachable (attempt {details['tries']}: {reason});"
+            f" retrying in {details['wait']:.1f} s"
+        )
+
+    @backoff.on_exception(
+        backoff.expo,
+        psycopg.OperationalError,
+        max_time=timeout,
+        max_value=5,
+        on_backoff=retrying,
+        raise_on_giveup=True,
+    )
+    def probe() -> None:
+        psycopg.connect(libpq_url(database_url), connect_timeout=10).close()
+
+    probe()
 
 
 def _print_sql(echo: Echo, migration: Any, *, rollback: bool = False) -> None:

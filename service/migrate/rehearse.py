@@ -14,10 +14,11 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import psycopg
+from psycopg import sql
 
 from service import embedded
 from service.config import SQL_DIR
@@ -58,8 +59,10 @@ def _tables(conn: psycopg.Connection[Any]) -> set[str]:
 
 
 def _describe(url: str) -> str:
+    """Host (or socket folder) and database name: never user, password or options."""
     parts = urlsplit(url)
-    return f"{parts.hostname or parts.query or 'local socket'}/{parts.path.lstrip('/')}"
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    return f"{parts.hostname or socket_dir or 'local socket'}/{parts.path.lstrip('/')}"
 
 
 def _copy_schema(source: str, target: str) -> None:
@@ -98,11 +101,16 @@ def _copy_rows(
             target.execute("SET session_replication_role = replica")
         limit = f" LIMIT {int(sample)}" if sample is not None and not internal else ""
         copied = 0
+        name = sql.Identifier(table)
         with (
             source.cursor().copy(
-                f'COPY (SELECT * FROM "{table}"{limit}) TO STDOUT (FORMAT binary)'
+                sql.SQL("COPY (SELECT * FROM {}{}) TO STDOUT (FORMAT binary)").format(
+                    name, sql.SQL(limit)
+                )
             ) as out,
-            target.cursor().copy(f'COPY "{table}" FROM STDIN (FORMAT binary)') as into,
+            target.cursor().copy(
+                sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(name)
+            ) as into,
         ):
             for chunk in out:
                 into.write(chunk)

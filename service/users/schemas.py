@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from service.posts.schemas import Post
-from service.validation import trimmed
+from service.validation import address, trimmed
 
 Email = Annotated[
     str,
@@ -95,6 +95,7 @@ class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
 
     def __post_init__(self) -> None:
+        address("email", self.email)
         self.name = trimmed("name", self.name, min_length=1, max_length=NAME_MAX)
 
 
@@ -107,5 +108,7 @@ class UserPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.email is UNSET and self.name is UNSET:
             raise ValueError("give at least one of `email`, `name`")
+        if not isinstance(self.email, UnsetType):
+            address("email", self.email)
         if not isinstance(self.name, UnsetType):
             self.name = trimmed("name", self.name, min_length=1, max_length=NAME_MAX)

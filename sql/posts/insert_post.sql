@@ -12,6 +12,8 @@ WITH author AS (
     FROM users AS u
     WHERE u.id = :author_id
       AND u.deleted_at IS NULL
+    -- A concurrent soft delete of the author waits for this insert (or wins first).
+    FOR SHARE
 ), inserted AS (
     INSERT INTO posts (author_id, title, content, published)
     SELECT author.id, :title::text, :content::text, :published::boolean
