@@ -192,7 +192,31 @@ class _Retry(Exception):
         self.cause, self.sqlstate_class = cause, sqlstate_class
 
 
-class Session:
+class _Statements:
+    """asyncpg's four statement methods, each sent through the subclass's `_run`."""
+
+    __slots__ = ()
+
+    async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        raise NotImplementedError
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run("fetch", query, args)
+        return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._run("fetchrow", query, args)
+        return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._run("fetchval", query, args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        status: str = await self._run("execute", query, args)
+        return status
+
+
+class Session(_Statements):
     """What a handler gets as `conn`: one pooled connection, acquired on first use.
 
     A statement that fails transiently (the connection died, a serialization failure,
@@ -250,21 +274,6 @@ class Session:
             # outcome stands, so a clean-up failure must not turn it into a 500.
             log.warning("pooled connection discarded on release: %s", type(exc).__name__)
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await self._run("fetch", query, args)
-        return rows
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._run("fetchrow", query, args)
-        return row
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._run("fetchval", query, args)
-
-    async def execute(self, query: str, *args: Any) -> str:
-        status: str = await self._run("execute", query, args)
-        return status
-
     async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
         readonly = query in _READONLY
 
@@ -314,7 +323,7 @@ class Session:
         return await _with_retries(self._db.settings, attempt)
 
 
-class _Timed:
+class _Timed(_Statements):
     """An Executor over one connection that times, counts and logs each statement."""
 
     __slots__ = ("_conn", "_slow_ms")
@@ -322,22 +331,8 @@ class _Timed:
     def __init__(self, conn: Connection, slow_ms: float) -> None:
         self._conn, self._slow_ms = conn, slow_ms
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        rows: list[asyncpg.Record] = await _timed(self._conn, "fetch", query, args, self._slow_ms)
-        return rows
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await _timed(
-            self._conn, "fetchrow", query, args, self._slow_ms
-        )
-        return row
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        return await _timed(self._conn, "fetchval", query, args, self._slow_ms)
-
-    async def execute(self, query: str, *args: Any) -> str:
-        status: str = await _timed(self._conn, "execute", query, args, self._slow_ms)
-        return status
+    async def _run(self, method: str, query: str, args: tuple[Any, ...]) -> Any:
+        return await _timed(self._conn, method, query, args, self._slow_ms)
 
 
 async def _rollback_quietly(tx: Any) -> None:

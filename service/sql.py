@@ -22,7 +22,8 @@ from service.config import SQL_DIR
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _POSITIONAL = re.compile(r"\$[0-9]+")
-_COMMENTS_AND_STRINGS = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
+# Comments and string literals, to blank out before looking for keywords.
+COMMENTS_AND_STRINGS = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
 _STARTS_WITH_READ = re.compile(r"\s*(SELECT|WITH)\b", re.I)
 _WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE|FOR\s+UPDATE|FOR\s+SHARE)\b", re.I)
 _ANNOTATION = re.compile(r"^--\s*@([a-z][a-z-]*)\s*:?\s*(.*)$")
@@ -45,7 +46,7 @@ class Query(msgspec.Struct, frozen=True):
     @property
     def readonly(self) -> bool:
         """A plain read (SELECT, or WITH without a data-modifying part): safe to run again."""
-        code = _COMMENTS_AND_STRINGS.sub(" ", self.sql)
+        code = COMMENTS_AND_STRINGS.sub(" ", self.sql)
         return _STARTS_WITH_READ.match(code) is not None and not _WRITES.search(code)
 
     @property

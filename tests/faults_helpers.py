@@ -366,6 +366,39 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
 # --- a TCP hop to PostgreSQL that can lose the answer to a COMMIT ------------------------
 
 
+Address = str | tuple[str, int]  # a Unix socket path, or (host, port)
+
+
+def upstream_of(database_url: str) -> Address:
+    """Where PostgreSQL listens for `database_url`: its Unix socket, or host and port."""
+    parts = urlsplit(database_url)
+    query = dict(parse_qsl(parts.query))
+    host = query.get("host") or parts.hostname or "localhost"
+    port = int(query.get("port") or parts.port or 5432)
+    return f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+
+
+def connect_upstream(address: Address) -> socket.socket:
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(address)
+    else:
+        sock = socket.create_connection(address, timeout=5)
+    sock.settimeout(None)
+    return sock
+
+
+def url_through(database_url: str, port: int) -> str:
+    """`database_url`, reached through a relay listening on 127.0.0.1:`port`."""
+    parts = urlsplit(database_url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
+    query.append(("sslmode", "disable"))
+    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
 class Relay:
     """Forwards 127.0.0.1:<port> to PostgreSQL; `cut_after_commit()` arms a one-shot cut.
 
@@ -376,11 +409,7 @@ class Relay:
     """
 
     def __init__(self, database_url: str) -> None:
-        query = dict(parse_qsl(urlsplit(database_url).query))
-        host = query.get("host") or urlsplit(database_url).hostname or "localhost"
-        port = int(query.get("port") or urlsplit(database_url).port or 5432)
-        self._upstream_unix = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
-        self._upstream_tcp = (host, port)
+        self._upstream_address = upstream_of(database_url)
         self._database_url = database_url
         self._armed = threading.Event()
         self.cuts = 0
@@ -394,25 +423,13 @@ class Relay:
 
     @property
     def url(self) -> str:
-        parts = urlsplit(self._database_url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
-        query.append(("sslmode", "disable"))
-        netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+        return url_through(self._database_url, self.port)
 
     def cut_after_commit(self) -> None:
         self._armed.set()
 
     def _upstream(self) -> socket.socket:
-        if self._upstream_unix is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(5)
-            sock.connect(self._upstream_unix)
-        else:
-            sock = socket.create_connection(self._upstream_tcp, timeout=5)
-        sock.settimeout(None)
-        return sock
+        return connect_upstream(self._upstream_address)
 
     def _accept(self) -> None:
         while self._open:

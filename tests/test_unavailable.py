@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeAlias
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 from litestar import Litestar
 from litestar.testing import TestClient
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from service.app import create_app
 from service.config import Settings, load_settings
+from tests.faults_helpers import connect_upstream, upstream_of, url_through
 
 Client: TypeAlias = TestClient[Litestar]
 Db: TypeAlias = psycopg.Connection[tuple[object, ...]]
@@ -260,10 +260,7 @@ class Proxy:
     """A real TCP hop between the app and PostgreSQL that a test can cut or black-hole."""
 
     def __init__(self, database_url: str) -> None:
-        info = conninfo_to_dict(database_url)
-        host, port = str(info.get("host") or "localhost"), int(info.get("port") or 5432)
-        self._unix = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else None
-        self._tcp = (host, port)
+        self._upstream = upstream_of(database_url)
         self._mode = "forward"
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -273,12 +270,7 @@ class Proxy:
 
     def url_for(self, database_url: str) -> str:
         """`database_url`, reached through this proxy."""
-        parts = urlsplit(database_url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")]
-        query.append(("sslmode", "disable"))
-        netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+        return url_through(database_url, self.port)
 
     def listen(self) -> None:
         listener = socket.create_server(("127.0.0.1", self.port))
@@ -301,23 +293,13 @@ class Proxy:
                     self._track(client)  # held open, never answered
                     continue
                 try:
-                    upstream = self._connect_upstream()
+                    upstream = connect_upstream(self._upstream)
                 except OSError:
                     client.close()
                     continue
                 self._track(client, upstream)
                 for src, dst in ((client, upstream), (upstream, client)):
                     threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _connect_upstream(self) -> socket.socket:
-        if self._unix is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(5)
-            sock.connect(self._unix)
-        else:
-            sock = socket.create_connection(self._tcp, timeout=5)
-        sock.settimeout(None)
-        return sock
 
     def _track(self, *socks: socket.socket) -> None:
         with self._lock:

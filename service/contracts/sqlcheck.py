@@ -9,9 +9,8 @@ from typing import Any
 import psycopg
 
 from service.contracts.introspect import Catalog
-from service.sql import SqlFileError, compile_named
+from service.sql import COMMENTS_AND_STRINGS, SqlFileError, compile_named
 
-_COMMENT_OR_STRING = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
 _READ_FROM = re.compile(r"\b(?:FROM|JOIN)\s+(?:ONLY\s+)?(?:\w+\.)?\"?(\w+)\"?", re.I)
 
 
@@ -19,7 +18,7 @@ def soft_delete_findings(path: Path, source: str, soft_deletable: set[str]) -> l
     """Flag reads of soft-deletable tables whose SQL never mentions deleted_at."""
     if re.search(r"^--\s*@includes-deleted\b", source, re.M):
         return []
-    code = _COMMENT_OR_STRING.sub(" ", source)
+    code = COMMENTS_AND_STRINGS.sub(" ", source)
     read = {m.group(1) for m in _READ_FROM.finditer(code)} & soft_deletable
     if not read or "deleted_at" in code:
         return []
