@@ -14,7 +14,6 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ASGIApp
 
 from service import migrate
@@ -22,23 +21,20 @@ from service.config import Settings
 from service.db import Database, Pool, create_pool, provide_session
 from service.errors import handle_exception
 from service.health import repository as health_repository
-from service.health.routes import metrics
+from service.health.routes import metrics, publishing_pool_figures
 from service.health.routes import router as health_router
-from service.observability import BUILD_INFO, mark_handler_done, request_context_middleware
+from service.observability import (
+    BUILD_INFO,
+    mark_handler_done,
+    request_context_middleware,
+    worker_stopped,
+)
 from service.posts.routes import router as posts_router
 from service.sql import QUERIES, Query, SqlFileError
 from service.users.routes import router as users_router
 
 log = logging.getLogger("rawpost.app")
 
-BUILD_INFO.info(
-    {
-        "version": importlib.metadata.version("rawpost"),
-        "python": platform.python_version(),
-        "litestar": importlib.metadata.version("litestar"),
-        "asyncpg": importlib.metadata.version("asyncpg"),
-    }
-)
 
 API_DESCRIPTION = """\
 Users and their posts over PostgreSQL.
@@ -102,22 +98,30 @@ def create_app(settings: Settings) -> Litestar:
         pool = await create_pool(settings, born)
         try:
             await verify_sql(pool, migrations, prepare=settings.statement_cache_size > 0)
-            app.state.db = Database(pool=pool, settings=settings, migrations=migrations, born=born)
-            yield
+            db = Database(pool=pool, settings=settings, migrations=migrations, born=born)
+            app.state.db = db
+            BUILD_INFO.labels(
+                version=importlib.metadata.version("rawpost"),
+                python=platform.python_version(),
+                litestar=importlib.metadata.version("litestar"),
+                asyncpg=importlib.metadata.version("asyncpg"),
+            ).set(1)
+            async with publishing_pool_figures(db):
+                yield
         finally:
             await pool.close()
+            worker_stopped()
 
     def request_context(app: ASGIApp) -> ASGIApp:
-        return request_context_middleware(app, access_log_enabled=settings.access_log)
+        return request_context_middleware(app, access_log=settings.access_log)
 
-    prometheus = PrometheusConfig(app_name="rawpost", prefix="rawpost", group_path=True)
     return Litestar(
         route_handlers=[users_router, posts_router, health_router, metrics],
         dependencies={"conn": Provide(provide_session)},
         lifespan=[database],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.body_limit,
-        middleware=[request_context, prometheus.middleware],
+        middleware=[request_context],
         after_request=mark_handler_done,
         openapi_config=OpenAPIConfig(
             title="rawpost",

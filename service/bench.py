@@ -838,7 +838,8 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     "--clients",
     type=click.IntRange(1, 1000),
     default=None,
-    help="pgbench connections [default: the pool size, RAWPOST_POOL_MAX_SIZE].",
+    help="pgbench connections [default: all the workers' pools,"
+    " RAWPOST_WORKERS x RAWPOST_POOL_MAX_SIZE].",
 )
 @click.option(
     "--jobs",
@@ -894,7 +895,8 @@ def bench(
     wrk, pgbench = find_wrk(), find_pgbench()
     if clients is None:
         try:
-            clients = load_settings().pool_max_size
+            settings = load_settings()
+            clients = settings.workers * settings.pool_max_size
         except SettingsError as exc:
             raise click.ClickException(str(exc)) from None
     if not ids_file.is_file():

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
-import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 import click
 import msgspec
 
-from service import embedded, migrate
+from service import embedded, migrate, server
 from service.bench import bench
 from service.config import Settings, SettingsError, load_settings
 from service.logs import setup_logging
@@ -47,51 +43,31 @@ def main() -> None:
 @click.option("--host", default=None, help="Bind address [RAWPOST_HOST, default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [RAWPOST_PORT, default 8000].")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes [RAWPOST_WORKERS, default: the number of CPUs].",
+)
+@click.option(
     "--migrate/--no-migrate",
     "apply_migrations",
     default=None,
     help="Apply pending migrations before serving (default: only for the embedded database).",
 )
-def serve(host: str | None, port: int | None, apply_migrations: bool | None) -> None:
+def serve(
+    host: str | None, port: int | None, workers: int | None, apply_migrations: bool | None
+) -> None:
     """Serve the HTTP API (starts an embedded PostgreSQL when DATABASE_URL is unset)."""
-    import uvicorn
-
-    from service.sql import SqlFileError
-
-    try:
-        from service.app import create_app
-    except SqlFileError as exc:  # a missing SQL file, or one changed without regenerating
-        raise click.ClickException(str(exc)) from None
-
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, workers=workers)
     setup_logging(settings.log_level)
     url, is_embedded = _database_url(settings)
     if apply_migrations or (apply_migrations is None and is_embedded):
         _apply(url, settings)
-    settings = msgspec.structs.replace(settings, database_url=url)
-    click.echo(f"starting on http://{settings.host}:{settings.port} (docs at /schema)")
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; by default
-    # that kills the process (exit -15) without running atexit, which stops the embedded
-    # database. Leave through SystemExit(0) instead.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
-        lifespan="on",
-        # SIGTERM/Ctrl-C: stop accepting, let in-flight requests finish, then the
-        # lifespan closes the pool (and the embedded database stops at exit).
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+    click.echo(
+        f"starting {settings.workers} worker(s) on http://{settings.host}:{settings.port}"
+        " (docs at /schema)"
     )
-
-
-def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+    server.run(msgspec.structs.replace(settings, database_url=url))
 
 
 @main.group(name="migrate")

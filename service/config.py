@@ -13,6 +13,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 SQL_DIR = PROJECT_ROOT / "sql"
 
+
+def cpu_count() -> int:
+    """CPUs this process may run on (a container's CPU set, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -24,8 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = ".rawpost/pgdata"
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = msgspec.field(default_factory=cpu_count)
     pool_min_size: Annotated[int, msgspec.Meta(ge=0)] = 2
-    pool_max_size: Annotated[int, msgspec.Meta(ge=1)] = 20
+    pool_max_size: Annotated[int, msgspec.Meta(ge=1)] = 10
     pool_max_idle: Seconds = 30.0
     connect_timeout: Seconds = 10.0
     command_timeout: Seconds = 30.0
@@ -39,7 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
     retry_max_time: Seconds = 2.0
     slow_query_ms: Annotated[float, msgspec.Meta(ge=0)] = 200.0
-    access_log: bool = True
+    access_log: Literal["all", "errors", "off"] = "errors"
     shutdown_grace: Seconds = 10.0
     migrations_dir: str = str(MIGRATIONS_DIR)
     rehearsal_file: str = ".rawpost/rehearsals.json"
@@ -55,6 +65,7 @@ ENV_NAMES: Mapping[str, str] = {
     "data_dir": "RAWPOST_DATA_DIR",
     "host": "RAWPOST_HOST",
     "port": "RAWPOST_PORT",
+    "workers": "RAWPOST_WORKERS",
     "pool_min_size": "RAWPOST_POOL_MIN_SIZE",
     "pool_max_size": "RAWPOST_POOL_MAX_SIZE",
     "pool_max_idle": "RAWPOST_POOL_MAX_IDLE",
@@ -77,8 +88,21 @@ ENV_NAMES: Mapping[str, str] = {
 }
 
 
+# prometheus_client's own variable: set by `rawpost serve` for its worker processes
+# (service.server), read by prometheus_client and service.observability.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_dir() -> str | None:
+    """The folder the worker processes share their metrics through, if any."""
+    return os.environ.get(METRICS_DIR_ENV) or None
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable."""
+
+
+_ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "false": "off", "0": "off"}
 
 
 def load_settings(
@@ -92,6 +116,10 @@ def load_settings(
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if "log_level" in raw and isinstance(raw["log_level"], str):
         raw["log_level"] = raw["log_level"].upper()
+    if isinstance(access_log := raw.get("access_log"), str):
+        # Before `errors` existed the setting was a boolean: keep those values working.
+        access_log = access_log.lower()
+        raw["access_log"] = _ACCESS_LOG_ALIASES.get(access_log, access_log)
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -117,6 +117,8 @@ class Service:
     that could fill up and stall it)."""
 
     def __init__(self, log_dir: Path, database_url: str, **settings: object) -> None:
+        # One worker unless a test asks for more: pool limits are per worker process.
+        settings.setdefault("workers", 1)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"rawpost-{self.port}.log"

@@ -11,7 +11,9 @@ def test_defaults_match_the_contract() -> None:
     settings = load_settings(environ={})
     assert settings.database_url is None
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.pool_max_size == 20
+    assert settings.pool_max_size == 10
+    assert settings.workers >= 1
+    assert settings.access_log == "errors"
     assert settings.pool_max_idle == 30
     assert settings.connect_timeout == 10
     assert settings.body_limit == 1024 * 1024
@@ -56,3 +58,16 @@ def test_pool_min_above_max_is_refused() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(environ={"RAWPOST_POOL_MIN_SIZE": "30", "RAWPOST_POOL_MAX_SIZE": "20"})
     assert str(caught.value) == "RAWPOST_POOL_MIN_SIZE must not exceed RAWPOST_POOL_MAX_SIZE"
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("all", "all"), ("ERRORS", "errors"), ("off", "off"), ("true", "all"), ("0", "off")],
+)
+def test_access_log_takes_its_modes_and_the_old_booleans(value: str, mode: str) -> None:
+    assert load_settings(environ={"RAWPOST_ACCESS_LOG": value}).access_log == mode
+
+
+def test_an_unknown_access_log_mode_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="RAWPOST_ACCESS_LOG"):
+        load_settings(environ={"RAWPOST_ACCESS_LOG": "some"})

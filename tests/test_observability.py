@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -36,11 +38,12 @@ def test_server_timing_reports_pool_wait_database_and_encode(client: Client) -> 
 
 
 def test_one_access_log_line_per_request_with_route_template(
-    client: Client, caplog: pytest.LogCaptureFixture
+    settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user = body_of(client.post("/api/users", json={"email": "a@x.io", "name": "A"}), 201)
-    with caplog.at_level(logging.INFO, logger="rawpost.access"):
-        client.get(f"/api/users/{user['id']}", headers={"X-Request-ID": "rid-1"})
+    with TestClient(app=create_app(msgspec.structs.replace(settings, access_log="all"))) as client:
+        user = body_of(client.post("/api/users", json={"email": "a@x.io", "name": "A"}), 201)
+        with caplog.at_level(logging.INFO, logger="rawpost.access"):
+            client.get(f"/api/users/{user['id']}", headers={"X-Request-ID": "rid-1"})
     lines = [r for r in caplog.records if r.name == "rawpost.access"]
     assert len(lines) == 1
     line = lines[0]
@@ -49,6 +52,25 @@ def test_one_access_log_line_per_request_with_route_template(
     assert vars(line)["request_id"] == "rid-1"
     assert vars(line)["method"] == "GET"
     assert vars(line)["duration_ms"] >= 0
+
+
+@pytest.mark.parametrize("mode", ["errors", "off"])
+def test_by_default_only_server_errors_get_an_access_log_line(
+    settings: Settings, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    assert Settings().access_log == "errors"
+    broken = msgspec.structs.replace(settings, access_log=mode)
+    with TestClient(app=create_app(broken)) as client, caplog.at_level(logging.INFO):
+        assert client.get("/api/users").status_code == 200
+        assert client.get(f"/api/users/{uuid.uuid4()}").status_code == 404
+        # A database that stops answering: the API's 503 is a server-side error.
+        client.app.state.db.pool.terminate()
+        assert client.get("/api/users").status_code == 503
+    lines = [vars(r) for r in caplog.records if r.name == "rawpost.access"]
+    if mode == "off":
+        assert lines == []
+    else:
+        assert [(line["route"], line["status"]) for line in lines] == [("/api/users", 503)]
 
 
 def test_queries_are_logged_by_file_name_with_rows_and_never_parameters(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
 from litestar import MediaType, Response, Router, get
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
-from prometheus_client import REGISTRY, generate_latest
 
 from service.db import Database
 from service.errors import RETRY_AFTER_SECONDS
 from service.health import repository
+from service.observability import POOL_CONNECTIONS, POOL_WAITING, metrics_text
 
 log = logging.getLogger("rawpost.health")
 
@@ -49,6 +51,35 @@ def pool_figures(db: Database) -> PoolFigures:
         min_size=db.pool.get_min_size(),
         max_size=db.pool.get_max_size(),
     )
+
+
+def publish_pool_figures(db: Database) -> None:
+    """This worker's pool figures into the rawpost_pool_* gauges (summed over workers)."""
+    figures = pool_figures(db)
+    POOL_CONNECTIONS.labels("idle").set(figures.idle)
+    POOL_CONNECTIONS.labels("in_use").set(figures.in_use)
+    POOL_CONNECTIONS.labels("size").set(figures.size)
+    POOL_CONNECTIONS.labels("max").set(figures.max_size)
+    POOL_WAITING.set(figures.waiting)
+
+
+@contextlib.asynccontextmanager
+async def publishing_pool_figures(db: Database, every: float = 1.0) -> AsyncIterator[None]:
+    """Publish the pool figures every second while the app runs: whichever worker
+    answers a scrape, every worker's figures are at most that old."""
+
+    async def publish() -> None:
+        while True:
+            publish_pool_figures(db)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(publish())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def check_readiness(db: Database) -> Readiness:
@@ -112,20 +143,8 @@ async def ready(state: State) -> Response[Readiness]:
 
 @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT, include_in_schema=True)
 async def metrics(state: State) -> Response[bytes]:
-    figures = pool_figures(state.db)
-    lines = [
-        "# HELP rawpost_pool_connections Database pool connections by state.",
-        "# TYPE rawpost_pool_connections gauge",
-        f'rawpost_pool_connections{{state="idle"}} {figures.idle}',
-        f'rawpost_pool_connections{{state="in_use"}} {figures.in_use}',
-        f'rawpost_pool_connections{{state="size"}} {figures.size}',
-        f'rawpost_pool_connections{{state="max"}} {figures.max_size}',
-        "# HELP rawpost_pool_waiting Requests waiting for a pooled connection.",
-        "# TYPE rawpost_pool_waiting gauge",
-        f"rawpost_pool_waiting {figures.waiting}",
-        "",
-    ]
-    body = generate_latest(REGISTRY) + "\n".join(lines).encode()
+    publish_pool_figures(state.db)  # this worker's, now; the others' within a second
+    body = metrics_text()
     # Litestar appends "; charset=utf-8" to text types itself.
     return Response(body, media_type="text/plain; version=0.0.4")
 
