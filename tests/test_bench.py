@@ -34,6 +34,7 @@ from service.bench import (
     pgbench_sql,
     summarize,
 )
+from service.db import SERVER_SETTINGS
 from service.embedded import create_database, drop_database, with_database
 from service.seed import seed
 from service.sql import QUERIES
@@ -456,7 +457,9 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def test_every_list_statement_reads_its_table_through_an_index(
     representative_db: str, query: str, table: str, ordered: bool
 ) -> None:
-    with psycopg.connect(representative_db, autocommit=True) as conn:
+    # Under the pooled connections' own settings: they run every statement's generic plan.
+    options = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
+    with psycopg.connect(representative_db, autocommit=True, options=options) as conn:
         row = conn.execute(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {QUERIES[query].sql}").fetchone()
     assert row is not None
     nodes = list(_nodes(row[0][0]["Plan"]))

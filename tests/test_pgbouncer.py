@@ -18,10 +18,19 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.config import load_settings
+from service.db import SERVER_SETTINGS
 from tests.helpers import DB, body_of
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 4
+# asyncpg sends these at start-up; PgBouncer tracks only a few (TimeZone and
+# application_name among them) and refuses the rest unless told to drop them.
+IGNORED_STARTUP_PARAMETERS = ",".join(
+    [
+        "extra_float_digits",
+        *(k for k in SERVER_SETTINGS if k not in {"TimeZone", "application_name"}),
+    ]
+)
 
 
 def _free_port() -> int:
@@ -62,8 +71,7 @@ default_pool_size = {SERVER_CONNECTIONS}
 max_client_conn = 200
 logfile = {workdir}/pgbouncer.log
 pidfile = {workdir}/pgbouncer.pid
-; asyncpg sends these at start-up; PgBouncer does not track them
-ignore_startup_parameters = extra_float_digits,enable_memoize
+ignore_startup_parameters = {IGNORED_STARTUP_PARAMETERS}
 """
     )
     for f in workdir.iterdir():

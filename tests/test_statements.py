@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import psycopg
 import pytest
 from litestar.testing import TestClient
+
+from service.config import Settings
+from service.db import create_pool
+from service.sql import QUERIES
 
 
 def _seed(db: psycopg.Connection[tuple[object, ...]], users: int, posts_each: int) -> str:
@@ -71,3 +76,27 @@ def test_include_posts_and_single_post_run_one_statement(
     with_posts = _statements_for(client, caplog, f"/api/users/{author}?include=posts")
     assert _named(with_posts) == ["users/get_user_with_posts"]
     assert _named(_statements_for(client, caplog, f"/api/posts/{row[0]}")) == ["posts/get_post"]
+
+
+def test_pooled_connections_reuse_one_generic_plan_per_statement(settings: Settings) -> None:
+    """Prepared once, planned once: no per-run planning of `LIMIT $n` pages."""
+
+    async def plans() -> tuple[int, int]:
+        pool = await create_pool(settings, {})
+        try:
+            async with pool.acquire() as conn:
+                sql = QUERIES["posts/list_posts"].sql
+                for limit in (2, 21, 101, 21, 2, 101, 21):
+                    await conn.fetch(sql, None, None, None, limit)
+                row = await conn.fetchrow(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement = $1",
+                    sql,
+                )
+                assert row is not None
+                return int(row["generic_plans"]), int(row["custom_plans"])
+        finally:
+            await pool.close()
+
+    generic, custom = asyncio.run(plans())
+    assert (generic, custom) == (7, 0)
