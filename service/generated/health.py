@@ -17,7 +17,7 @@ _LIST_APPLIED_MIGRATIONS = query(
 )
 
 
-class ListAppliedMigrationsRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListAppliedMigrationsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of health/list_applied_migrations."""
 
     migration_id: str | None
@@ -27,6 +27,6 @@ async def list_applied_migrations(conn: Executor) -> list[ListAppliedMigrationsR
     """health/list_applied_migrations.sql: ids of the migrations yoyo has recorded as
     applied."""
     return [
-        msgspec.convert(row, ListAppliedMigrationsRow)
+        msgspec.convert(tuple(row), ListAppliedMigrationsRow)
         for row in await conn.fetch(_LIST_APPLIED_MIGRATIONS.sql)
     ]

@@ -25,7 +25,7 @@ _UPDATE_IDEMPOTENCY_KEY = query(
 )
 
 
-class GetIdempotencyKeyRow(msgspec.Struct, frozen=True, kw_only=True):
+class GetIdempotencyKeyRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of idempotency/get_idempotency_key."""
 
     request_hash: str
@@ -40,7 +40,7 @@ async def get_idempotency_key(
     """idempotency/get_idempotency_key.sql: the stored outcome of an earlier request with
     this key."""
     row = await conn.fetchrow(_GET_IDEMPOTENCY_KEY.sql, route, key)
-    return None if row is None else msgspec.convert(row, GetIdempotencyKeyRow)
+    return None if row is None else msgspec.convert(tuple(row), GetIdempotencyKeyRow)
 
 
 async def insert_idempotency_key(

@@ -42,7 +42,7 @@ async def delete_post(conn: Executor, *, post_id: uuid.UUID) -> uuid.UUID | None
     return msgspec.convert(await conn.fetchval(_DELETE_POST.sql, post_id), uuid.UUID | None)
 
 
-class GetPostRow(msgspec.Struct, frozen=True, kw_only=True):
+class GetPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/get_post."""
 
     id: uuid.UUID
@@ -58,10 +58,10 @@ class GetPostRow(msgspec.Struct, frozen=True, kw_only=True):
 async def get_post(conn: Executor, *, post_id: uuid.UUID) -> GetPostRow | None:
     """posts/get_post.sql: one live post of a live author, with the author."""
     row = await conn.fetchrow(_GET_POST.sql, post_id)
-    return None if row is None else msgspec.convert(row, GetPostRow)
+    return None if row is None else msgspec.convert(tuple(row), GetPostRow)
 
 
-class InsertPostRow(msgspec.Struct, frozen=True, kw_only=True):
+class InsertPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/insert_post."""
 
     id: uuid.UUID
@@ -80,10 +80,10 @@ async def insert_post(
     """posts/insert_post.sql: create a post for a live author, returning it with its
     author."""
     row = await conn.fetchrow(_INSERT_POST.sql, author_id, title, content, published)
-    return None if row is None else msgspec.convert(row, InsertPostRow)
+    return None if row is None else msgspec.convert(tuple(row), InsertPostRow)
 
 
-class ListPostsRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/list_posts."""
 
     id: uuid.UUID
@@ -107,12 +107,12 @@ async def list_posts(
     """posts/list_posts.sql: a page of live posts by live authors, newest first (keyset on
     created_at, id)."""
     return [
-        msgspec.convert(row, ListPostsRow)
+        msgspec.convert(tuple(row), ListPostsRow)
         for row in await conn.fetch(_LIST_POSTS.sql, published, before_created_at, before_id, limit)
     ]
 
 
-class ListUserPostsRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListUserPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/list_user_posts."""
 
     id: uuid.UUID | None
@@ -136,14 +136,14 @@ async def list_user_posts(
 ) -> list[ListUserPostsRow]:
     """posts/list_user_posts.sql: a page of one live author's live posts, newest first."""
     return [
-        msgspec.convert(row, ListUserPostsRow)
+        msgspec.convert(tuple(row), ListUserPostsRow)
         for row in await conn.fetch(
             _LIST_USER_POSTS.sql, published, before_created_at, before_id, limit, author_id
         )
     ]
 
 
-class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True):
+class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/restore_post."""
 
     id: uuid.UUID
@@ -160,10 +160,10 @@ async def restore_post(conn: Executor, *, post_id: uuid.UUID) -> RestorePostRow 
     """posts/restore_post.sql: bring back a soft-deleted post of a live author (a live post
     is returned unchanged)."""
     row = await conn.fetchrow(_RESTORE_POST.sql, post_id)
-    return None if row is None else msgspec.convert(row, RestorePostRow)
+    return None if row is None else msgspec.convert(tuple(row), RestorePostRow)
 
 
-class UpdatePostRow(msgspec.Struct, frozen=True, kw_only=True):
+class UpdatePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/update_post."""
 
     id: uuid.UUID
@@ -186,4 +186,4 @@ async def update_post(
 ) -> UpdatePostRow | None:
     """posts/update_post.sql: change a live post (of a live author); updated_at moves."""
     row = await conn.fetchrow(_UPDATE_POST.sql, title, content, published, post_id)
-    return None if row is None else msgspec.convert(row, UpdatePostRow)
+    return None if row is None else msgspec.convert(tuple(row), UpdatePostRow)

@@ -46,7 +46,7 @@ async def delete_user(conn: Executor, *, user_id: uuid.UUID) -> uuid.UUID | None
     return msgspec.convert(await conn.fetchval(_DELETE_USER.sql, user_id), uuid.UUID | None)
 
 
-class GetUserRow(msgspec.Struct, frozen=True, kw_only=True):
+class GetUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/get_user."""
 
     id: uuid.UUID
@@ -59,10 +59,10 @@ class GetUserRow(msgspec.Struct, frozen=True, kw_only=True):
 async def get_user(conn: Executor, *, user_id: uuid.UUID) -> GetUserRow | None:
     """users/get_user.sql: one live user."""
     row = await conn.fetchrow(_GET_USER.sql, user_id)
-    return None if row is None else msgspec.convert(row, GetUserRow)
+    return None if row is None else msgspec.convert(tuple(row), GetUserRow)
 
 
-class GetUserWithPostsRow(msgspec.Struct, frozen=True, kw_only=True):
+class GetUserWithPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/get_user_with_posts."""
 
     id: uuid.UUID
@@ -77,10 +77,10 @@ async def get_user_with_posts(conn: Executor, *, user_id: uuid.UUID) -> GetUserW
     """users/get_user_with_posts.sql: one live user and their 20 newest live posts, in one
     statement."""
     row = await conn.fetchrow(_GET_USER_WITH_POSTS.sql, user_id)
-    return None if row is None else msgspec.convert(row, GetUserWithPostsRow)
+    return None if row is None else msgspec.convert(tuple(row), GetUserWithPostsRow)
 
 
-class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True):
+class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/insert_user."""
 
     id: uuid.UUID
@@ -93,10 +93,10 @@ class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True):
 async def insert_user(conn: Executor, *, email: str, name: str) -> InsertUserRow | None:
     """users/insert_user.sql: create a user."""
     row = await conn.fetchrow(_INSERT_USER.sql, email, name)
-    return None if row is None else msgspec.convert(row, InsertUserRow)
+    return None if row is None else msgspec.convert(tuple(row), InsertUserRow)
 
 
-class ListUsersRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListUsersRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/list_users."""
 
     id: uuid.UUID
@@ -115,12 +115,12 @@ async def list_users(
 ) -> list[ListUsersRow]:
     """users/list_users.sql: a page of live users, newest first (keyset on created_at, id)."""
     return [
-        msgspec.convert(row, ListUsersRow)
+        msgspec.convert(tuple(row), ListUsersRow)
         for row in await conn.fetch(_LIST_USERS.sql, before_created_at, before_id, limit)
     ]
 
 
-class ListUsersByEmailRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListUsersByEmailRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/list_users_by_email."""
 
     id: uuid.UUID
@@ -141,14 +141,14 @@ async def list_users_by_email(
     """users/list_users_by_email.sql: the page of live users whose email equals :email,
     ignoring case (at most one row: live emails are unique case-insensitively)."""
     return [
-        msgspec.convert(row, ListUsersByEmailRow)
+        msgspec.convert(tuple(row), ListUsersByEmailRow)
         for row in await conn.fetch(
             _LIST_USERS_BY_EMAIL.sql, email, before_created_at, before_id, limit
         )
     ]
 
 
-class RestoreUserRow(msgspec.Struct, frozen=True, kw_only=True):
+class RestoreUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/restore_user."""
 
     id: uuid.UUID
@@ -162,10 +162,10 @@ async def restore_user(conn: Executor, *, user_id: uuid.UUID) -> RestoreUserRow 
     """users/restore_user.sql: bring back a soft-deleted user (a live one is returned
     unchanged)."""
     row = await conn.fetchrow(_RESTORE_USER.sql, user_id)
-    return None if row is None else msgspec.convert(row, RestoreUserRow)
+    return None if row is None else msgspec.convert(tuple(row), RestoreUserRow)
 
 
-class UpdateUserRow(msgspec.Struct, frozen=True, kw_only=True):
+class UpdateUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/update_user."""
 
     id: uuid.UUID
@@ -180,4 +180,4 @@ async def update_user(
 ) -> UpdateUserRow | None:
     """users/update_user.sql: change a live user's email and/or name; updated_at moves."""
     row = await conn.fetchrow(_UPDATE_USER.sql, email, name, user_id)
-    return None if row is None else msgspec.convert(row, UpdateUserRow)
+    return None if row is None else msgspec.convert(tuple(row), UpdateUserRow)

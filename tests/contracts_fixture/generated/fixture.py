@@ -50,7 +50,7 @@ _UPDATE_CHILDREN = query(
 )
 
 
-class GetChildStatsRow(msgspec.Struct, frozen=True, kw_only=True):
+class GetChildStatsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of fixture/get_child_stats."""
 
     children: int
@@ -64,10 +64,10 @@ async def get_child_stats(conn: Executor, *, label: str) -> GetChildStatsRow | N
     """fixture/get_child_stats.sql: aggregates and expressions; count is declared NOT NULL
     by the header."""
     row = await conn.fetchrow(_GET_CHILD_STATS.sql, label)
-    return None if row is None else msgspec.convert(row, GetChildStatsRow)
+    return None if row is None else msgspec.convert(tuple(row), GetChildStatsRow)
 
 
-class GetEverythingRow(msgspec.Struct, frozen=True, kw_only=True):
+class GetEverythingRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of fixture/get_everything."""
 
     id: uuid.UUID
@@ -99,7 +99,7 @@ class GetEverythingRow(msgspec.Struct, frozen=True, kw_only=True):
 async def get_everything(conn: Executor, *, id: uuid.UUID) -> GetEverythingRow | None:
     """fixture/get_everything.sql: one row by id."""
     row = await conn.fetchrow(_GET_EVERYTHING.sql, id)
-    return None if row is None else msgspec.convert(row, GetEverythingRow)
+    return None if row is None else msgspec.convert(tuple(row), GetEverythingRow)
 
 
 async def get_parent_name(conn: Executor, *, parent_id: int) -> str | None:
@@ -112,7 +112,7 @@ async def insert_child(conn: Executor, *, id: int, parent_id: int | None, name: 
     await conn.execute(_INSERT_CHILD.sql, id, parent_id, name)
 
 
-class InsertEverythingRow(msgspec.Struct, frozen=True, kw_only=True):
+class InsertEverythingRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of fixture/insert_everything."""
 
     id: uuid.UUID
@@ -195,7 +195,7 @@ async def insert_everything(
         feeling,
         note,
     )
-    return None if row is None else msgspec.convert(row, InsertEverythingRow)
+    return None if row is None else msgspec.convert(tuple(row), InsertEverythingRow)
 
 
 async def insert_parent(conn: Executor, *, id: int, name: str) -> None:
@@ -203,7 +203,7 @@ async def insert_parent(conn: Executor, *, id: int, name: str) -> None:
     await conn.execute(_INSERT_PARENT.sql, id, name)
 
 
-class ListAllChildrenRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListAllChildrenRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of fixture/list_all_children."""
 
     id: int
@@ -214,11 +214,12 @@ class ListAllChildrenRow(msgspec.Struct, frozen=True, kw_only=True):
 async def list_all_children(conn: Executor) -> list[ListAllChildrenRow]:
     """fixture/list_all_children.sql: every child, deleted ones too, on purpose."""
     return [
-        msgspec.convert(row, ListAllChildrenRow) for row in await conn.fetch(_LIST_ALL_CHILDREN.sql)
+        msgspec.convert(tuple(row), ListAllChildrenRow)
+        for row in await conn.fetch(_LIST_ALL_CHILDREN.sql)
     ]
 
 
-class ListChildrenWithParentsRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListChildrenWithParentsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of fixture/list_children_with_parents."""
 
     child_id: int
@@ -232,12 +233,12 @@ async def list_children_with_parents(conn: Executor) -> list[ListChildrenWithPar
     join keeps the parent columns NOT NULL, and a WHERE on the outer side reduces the
     LEFT JOIN to inner."""
     return [
-        msgspec.convert(row, ListChildrenWithParentsRow)
+        msgspec.convert(tuple(row), ListChildrenWithParentsRow)
         for row in await conn.fetch(_LIST_CHILDREN_WITH_PARENTS.sql)
     ]
 
 
-class ListParentsWithChildrenRow(msgspec.Struct, frozen=True, kw_only=True):
+class ListParentsWithChildrenRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of fixture/list_parents_with_children."""
 
     parent_id: int
@@ -250,7 +251,7 @@ async def list_parents_with_children(conn: Executor) -> list[ListParentsWithChil
     """fixture/list_parents_with_children.sql: every parent, with its live children if any
     (outer join)."""
     return [
-        msgspec.convert(row, ListParentsWithChildrenRow)
+        msgspec.convert(tuple(row), ListParentsWithChildrenRow)
         for row in await conn.fetch(_LIST_PARENTS_WITH_CHILDREN.sql)
     ]
 
