@@ -15,11 +15,13 @@ SQL_DIR = PROJECT_ROOT / "sql"
 
 
 def cpu_count() -> int:
-    """CPUs this process may run on (a container's CPU set, not the host's)."""
+    """CPUs this process may run on (a container's CPU set, not the host's), at most 64
+    (msgspec does not check a default against the field's bounds)."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    return min(count, 64)
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
