@@ -1,121 +1,40 @@
-"""Per-request context (request id, timings), the access log, Server-Timing and metrics.
-
-The metrics are process-wide Prometheus collectors (that is how prometheus_client works);
-nothing in a request's logic reads them. Under `rawpost serve` several worker processes
-share them through PROMETHEUS_MULTIPROC_DIR (service.server), and `/metrics` adds them up.
-"""
+"""Per-request context (request id, timings), the access log, Server-Timing, and the
+request metrics (defined in service.metrics); nothing in a request's logic reads them."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import secrets
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 from litestar import Response
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import values as prometheus_values
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from service.config import metrics_dir
-
-MULTIPROCESS = metrics_dir() is not None
-_pid = os.getpid()
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-if MULTIPROCESS:
-    # prometheus_client calls os.getpid() on every inc/observe to notice a fork: a
-    # system call each time, ten per request. The pid only changes at a fork, so keep it.
-    os.register_at_fork(after_in_child=_after_fork)
-    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: _pid)  # type: ignore[no-untyped-call]
+from service.metrics import APP_NAME, BUFFER, IN_PROGRESS, REQUEST_ERRORS, REQUEST_SECONDS, REQUESTS
 
 access_logger = logging.getLogger("rawpost.access")
 
-QUERY_SECONDS = Histogram(
-    "rawpost_query_duration_seconds",
-    "Time of one SQL statement, by the SQL file that holds it.",
-    ["query"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-POOL_ACQUIRE_SECONDS = Histogram(
-    "rawpost_pool_acquire_seconds",
-    "Time a request waited for a pooled database connection.",
-    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5),
-)
-TRANSIENT_FAILURES = Counter(
-    "rawpost_db_transient_failures_total",
-    "Transient database failures (connection loss, serialization, deadlock, overload),"
-    " by SQLSTATE class ('conn' for driver-level connection errors).",
-    ["sqlstate_class"],
-)
-RETRIES = Counter(
-    "rawpost_db_retries_total",
-    "Statements or transactions retried after a transient failure, by SQLSTATE class.",
-    ["sqlstate_class"],
-)
-BUILD_INFO = Gauge(
-    "rawpost_build_info",
-    "The running rawpost build (always 1; the labels say which).",
-    ["version", "python", "litestar", "asyncpg"],
-    multiprocess_mode="max",
-)
-POOL_CONNECTIONS = Gauge(
-    "rawpost_pool_connections",
-    "Database pool connections by state, summed over the worker processes.",
-    ["state"],
-    multiprocess_mode="livesum",
-)
-POOL_WAITING = Gauge(
-    "rawpost_pool_waiting",
-    "Requests waiting for a pooled database connection, summed over the workers.",
-    multiprocess_mode="livesum",
-)
+# Request ids: a random prefix per process and a counter, 32 hex digits like a UUID's,
+# without a getrandom() system call per request.
+_id_prefix = secrets.token_hex(8)
+_id_counter = itertools.count()
 
 
-def worker_stopped() -> None:
-    """Drop this process's live gauges (pool, requests in progress) from the sums."""
-    if MULTIPROCESS:
-        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+def new_request_id() -> str:
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
-def metrics_text() -> bytes:
-    """Every metric in Prometheus' text format: all workers' under `rawpost serve`."""
-    if not MULTIPROCESS:
-        return generate_latest()
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return generate_latest(registry)
+def _after_fork() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = secrets.token_hex(8), itertools.count()
 
 
-# Requests by route template (never the raw path: ids would make label values unbounded)
-# and status. Recorded by request_context_middleware below, in the same pass as the
-# request id and the access log (Litestar's PrometheusMiddleware cost 13 % of a request).
-_ROUTE_LABELS = ["app_name", "method", "path", "status_code"]
-REQUESTS = Counter("rawpost_requests", "Requests answered, by route and status.", _ROUTE_LABELS)
-REQUEST_SECONDS = Histogram(
-    "rawpost_request_duration_seconds",
-    "Time from the request's arrival to the end of its response, by route and status.",
-    _ROUTE_LABELS,
-)
-REQUEST_ERRORS = Counter(
-    "rawpost_requests_error", "Responses with a status of 500 or more.", _ROUTE_LABELS
-)
-IN_PROGRESS = Gauge(
-    "rawpost_requests_in_progress",
-    "Requests being handled now, by route.",
-    ["app_name", "method", "path"],
-    multiprocess_mode="livesum",
-)
-APP_NAME = "rawpost"
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class RequestContext:
@@ -187,10 +106,10 @@ class _RouteMetrics:
         self.errors = REQUEST_ERRORS.labels(*labels) if status >= 500 else None
 
     def record(self, seconds: float) -> None:
-        self.requests.inc()
-        self.seconds.observe(seconds)
+        BUFFER.inc(self.requests)
+        BUFFER.observe(self.seconds, seconds)
         if self.errors is not None:
-            self.errors.inc()
+            BUFFER.inc(self.errors)
 
 
 def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
@@ -216,9 +135,13 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
         if (in_progress := in_progress_gauges.get((method, route))) is None:
             in_progress = IN_PROGRESS.labels(APP_NAME, method, route)
             in_progress_gauges[method, route] = in_progress
-        in_progress.inc()
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming[:128] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        BUFFER.add(in_progress, 1)
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming[:128] if incoming.isprintable() and incoming else new_request_id()
         ctx = RequestContext(request_id)
         token = CURRENT.set(ctx)
         status = 500
@@ -227,18 +150,23 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
+                # Litestar builds this message and its header list for this response
+                # alone: extend them in place rather than copy both.
+                start: Any = message
+                headers = start.get("headers")
+                if not isinstance(headers, list):  # ASGI allows any iterable
+                    headers = start["headers"] = list(headers or ())
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.append((b"server-timing", _server_timing(ctx, time.perf_counter())))
-                message = {**message, "headers": headers}
             await send(message)
 
         try:
             await app(scope, receive, send_with_headers)
         finally:
-            await ctx.release()  # the handler raised before after_request ran
+            if ctx.session is not None:  # the handler raised before after_request ran
+                await ctx.release()
             CURRENT.reset(token)
-            in_progress.dec()
+            BUFFER.add(in_progress, -1)
             seconds = time.perf_counter() - ctx.started
             if (metrics := route_metrics.get((method, route, status))) is None:
                 metrics = route_metrics[method, route, status] = _RouteMetrics(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,6 +16,7 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.config import Settings, load_settings
+from service.observability import new_request_id
 from tests.helpers import DB, Client, body_of
 
 
@@ -173,3 +176,21 @@ def test_start_up_waits_for_the_database_even_with_an_empty_pool(settings: Setti
     with pytest.raises(OSError):
         asyncio.run(create_pool(unreachable))
     assert time.monotonic() - started >= 1.0, "gave up without waiting"
+
+
+def _child_request_id(queue: Any) -> None:
+    queue.put(new_request_id())
+
+
+def test_request_ids_are_unique_across_forked_workers() -> None:
+    """Workers are forked from one process: each must draw its own id prefix."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [context.Process(target=_child_request_id, args=(queue,)) for _ in range(2)]
+    for child in children:
+        child.start()
+    ids = [queue.get(timeout=10) for _ in children] + [new_request_id()]
+    for child in children:
+        child.join(10)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids
+    assert len({i[:16] for i in ids}) == 3, ids  # three processes, three prefixes

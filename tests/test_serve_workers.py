@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.faults_helpers import running_service
+from tests.faults_helpers import running_service, wait_until
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -37,6 +37,12 @@ def test_two_workers_share_the_port_and_metrics_add_up_over_both(
         # Each request on a fresh connection, so the kernel spreads them over the workers.
         for _ in range(40):
             assert httpx.get(f"{service.base}/api/users?limit=1").status_code == 200
+        # Each worker moves its figures into the shared files within a second.
+        wait_until(
+            lambda: _users_200(_samples(httpx.get(f"{service.base}/metrics").text)) == 40,
+            timeout=5,
+            what="both workers' requests in /metrics",
+        )
         scrapes = [_samples(httpx.get(f"{service.base}/metrics").text) for _ in range(8)]
         # Whichever worker answers the scrape, it reports all 40 requests ...
         assert [_users_200(s) for s in scrapes] == [40.0] * 8

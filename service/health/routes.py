@@ -16,7 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from service.db import Database
 from service.errors import RETRY_AFTER_SECONDS
 from service.health import repository
-from service.observability import POOL_CONNECTIONS, POOL_WAITING, metrics_text
+from service.metrics import BUFFER, POOL_CONNECTIONS, POOL_WAITING, metrics_text
 
 log = logging.getLogger("rawpost.health")
 
@@ -64,13 +64,15 @@ def publish_pool_figures(db: Database) -> None:
 
 
 @contextlib.asynccontextmanager
-async def publishing_pool_figures(db: Database, every: float = 1.0) -> AsyncIterator[None]:
-    """Publish the pool figures every second while the app runs: whichever worker
-    answers a scrape, every worker's figures are at most that old."""
+async def publishing_metrics(db: Database, every: float = 1.0) -> AsyncIterator[None]:
+    """Publish the pool figures and the buffered request metrics every second while the
+    app runs: whichever worker answers a scrape, every worker's figures are at most that
+    old."""
 
     async def publish() -> None:
         while True:
             publish_pool_figures(db)
+            BUFFER.flush()
             await asyncio.sleep(every)
 
     task = asyncio.create_task(publish())

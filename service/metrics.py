@@ -1,0 +1,180 @@
+"""Prometheus metrics: their definitions, how worker processes share them, and a buffer
+that keeps the hot path's updates in plain Python.
+
+Under `rawpost serve` several worker processes share the metrics through
+PROMETHEUS_MULTIPROC_DIR (service.server): every update is a lock and a store into a
+memory-mapped file there, and `/metrics` adds all the workers' files up. A request
+made nine such updates (its duration, count and in-progress gauge, the pool wait, the
+statement's time), about a tenth of the CPU of a `/health/live` request; BUFFER
+collects them in dicts instead, and `flush()` moves them into prometheus_client once a
+second, before each scrape answered, and at shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from service.config import metrics_dir
+
+MULTIPROCESS = metrics_dir() is not None
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+if MULTIPROCESS:
+    # prometheus_client calls os.getpid() on every inc/observe to notice a fork: a
+    # system call each time, ten per request. The pid only changes at a fork, so keep it.
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: _pid)  # type: ignore[no-untyped-call]
+
+QUERY_SECONDS = Histogram(
+    "rawpost_query_duration_seconds",
+    "Time of one SQL statement, by the SQL file that holds it.",
+    ["query"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+POOL_ACQUIRE_SECONDS = Histogram(
+    "rawpost_pool_acquire_seconds",
+    "Time a request waited for a pooled database connection.",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5),
+)
+TRANSIENT_FAILURES = Counter(
+    "rawpost_db_transient_failures_total",
+    "Transient database failures (connection loss, serialization, deadlock, overload),"
+    " by SQLSTATE class ('conn' for driver-level connection errors).",
+    ["sqlstate_class"],
+)
+RETRIES = Counter(
+    "rawpost_db_retries_total",
+    "Statements or transactions retried after a transient failure, by SQLSTATE class.",
+    ["sqlstate_class"],
+)
+BUILD_INFO = Gauge(
+    "rawpost_build_info",
+    "The running rawpost build (always 1; the labels say which).",
+    ["version", "python", "litestar", "asyncpg"],
+    multiprocess_mode="max",
+)
+POOL_CONNECTIONS = Gauge(
+    "rawpost_pool_connections",
+    "Database pool connections by state, summed over the worker processes.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+POOL_WAITING = Gauge(
+    "rawpost_pool_waiting",
+    "Requests waiting for a pooled database connection, summed over the workers.",
+    multiprocess_mode="livesum",
+)
+
+
+def worker_stopped() -> None:
+    """Flush, then drop this process's live gauges (pool, requests in progress) from the
+    sums."""
+    BUFFER.flush()
+    if MULTIPROCESS:
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def metrics_text() -> bytes:
+    """Every metric in Prometheus' text format: all workers' under `rawpost serve`
+    (this worker's up to now, the others' as of their last flush, at most a second ago)."""
+    BUFFER.flush()
+    if not MULTIPROCESS:
+        return generate_latest()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+# Requests by route template (never the raw path: ids would make label values unbounded)
+# and status. Recorded by service.observability's middleware, in the same pass as the
+# request id and the access log (Litestar's PrometheusMiddleware cost 13 % of a request).
+_ROUTE_LABELS = ["app_name", "method", "path", "status_code"]
+REQUESTS = Counter("rawpost_requests", "Requests answered, by route and status.", _ROUTE_LABELS)
+REQUEST_SECONDS = Histogram(
+    "rawpost_request_duration_seconds",
+    "Time from the request's arrival to the end of its response, by route and status.",
+    _ROUTE_LABELS,
+)
+REQUEST_ERRORS = Counter(
+    "rawpost_requests_error", "Responses with a status of 500 or more.", _ROUTE_LABELS
+)
+IN_PROGRESS = Gauge(
+    "rawpost_requests_in_progress",
+    "Requests being handled now, by route.",
+    ["app_name", "method", "path"],
+    multiprocess_mode="livesum",
+)
+APP_NAME = "rawpost"
+
+
+class _PendingHistogram:
+    """Observations of one histogram child not yet moved into prometheus_client."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        # prometheus_client's own bucket bounds (+Inf last) and values: it has no public
+        # call that adds many observations at once (tests/test_metrics.py pins the result).
+        self.bounds: list[float] = child._upper_bounds
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, [0] * len(self.bounds)
+        total, self.total = self.total, 0.0
+        if any(counts):
+            self.child._sum.inc(total)
+            for value, count in zip(self.child._buckets, counts, strict=True):
+                if count:
+                    value.inc(count)
+
+
+class MetricBuffer:
+    """Counter increments, histogram observations and gauge levels of this process,
+    held in plain Python until `flush()`."""
+
+    def __init__(self) -> None:
+        self._histograms: dict[Any, _PendingHistogram] = {}
+        self._counters: dict[Any, float] = {}
+        self._gauges: dict[Any, float] = {}
+
+    def observe(self, histogram: Any, value: float) -> None:
+        if (pending := self._histograms.get(histogram)) is None:
+            pending = self._histograms[histogram] = _PendingHistogram(histogram)
+        # A value on a bound counts in that bucket (le = "less than or equal").
+        pending.counts[bisect_left(pending.bounds, value)] += 1
+        pending.total += value
+
+    def inc(self, counter: Any, amount: float = 1.0) -> None:
+        self._counters[counter] = self._counters.get(counter, 0.0) + amount
+
+    def add(self, gauge: Any, amount: float) -> None:
+        """Move a gauge by `amount`; flush() sets it to the level reached."""
+        self._gauges[gauge] = self._gauges.get(gauge, 0.0) + amount
+
+    def flush(self) -> None:
+        for pending in self._histograms.values():
+            pending.flush()
+        counters, self._counters = self._counters, {}
+        for counter, amount in counters.items():
+            counter.inc(amount)
+        for gauge, level in self._gauges.items():
+            gauge.set(level)
+
+
+# One per process, like prometheus_client's own registry.
+BUFFER = MetricBuffer()
