@@ -154,6 +154,22 @@ class Service:
 
         return wait_until(answered, timeout=timeout, what=f"GET {path} to answer {status}")
 
+    def wait_all_workers(self, workers: int, pool_max_size: int, timeout: float = 60) -> None:
+        """Until every worker has started: each publishes its pool's size to /metrics at
+        the end of its start-up, and the figures are summed. /health/ready answers as
+        soon as one worker can; a worker still starting holds a connection that waits
+        on any lock a test takes."""
+        wanted = f'rawpost_pool_connections{{state="max"}} {float(workers * pool_max_size)}'
+
+        def started() -> bool:
+            self._alive()
+            try:
+                return wanted in httpx.get(self.base + "/metrics", timeout=5).text
+            except httpx.TransportError:
+                return False
+
+        wait_until(started, timeout=timeout, what=f"{workers} workers to start")
+
     def refuses_connections(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):

@@ -311,6 +311,7 @@ def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_0(
         tmp_path, db_url, workers=2, pool_max_size=5, shutdown_grace=grace
     ) as service:
         service.wait_status("/health/ready", 200, timeout=30)
+        service.wait_all_workers(2, pool_max_size=5)
         author = create_user(service)
         with ThreadPoolExecutor(max_workers=4) as executor, users_locked(db_url) as release:
             requests = [

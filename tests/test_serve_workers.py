@@ -34,6 +34,7 @@ def test_two_workers_share_the_port_and_metrics_add_up_over_both(
 ) -> None:
     with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
         service.wait_status("/health/ready", 200, timeout=60)
+        service.wait_all_workers(2, pool_max_size=3)
         # Each request on a fresh connection, so the kernel spreads them over the workers.
         for _ in range(40):
             assert httpx.get(f"{service.base}/api/users?limit=1").status_code == 200
