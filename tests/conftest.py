@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from service import migrate
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.embedded import create_database, drop_database, with_database
+from tests.helpers import scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +56,15 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"rawpost_test_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name, template=template_db)
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        drop_database(pg_admin_url, name)
+    with scratch_database(pg_admin_url, "rawpost_test", template=template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_db_url(pg_admin_url: str) -> Iterator[str]:
+    """A database with no schema at all, dropped afterwards."""
+    with scratch_database(pg_admin_url, "rawpost_empty") as url:
+        yield url
 
 
 @pytest.fixture

@@ -417,6 +417,26 @@ def url_through(database_url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
+class SocketSet:
+    """The sockets a relay has open, to be closed all at once (the connections drop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def add(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._open.update(socks)
+
+    def close_all(self) -> None:
+        with self._lock:
+            socks, self._open = self._open, set()
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
 class Relay:
     """Forwards 127.0.0.1:<port> to PostgreSQL; `cut_after_commit()` arms a one-shot cut.
 
@@ -431,8 +451,7 @@ class Relay:
         self._database_url = database_url
         self._armed = threading.Event()
         self.cuts = 0
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._sockets = SocketSet()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
         self.port = int(self._listener.getsockname()[1])
@@ -463,8 +482,7 @@ class Relay:
             except OSError:
                 app.close()
                 continue
-            with self._lock:
-                self._sockets.update((app, server))
+            self._sockets.add(app, server)
             cut = threading.Event()
             threading.Thread(target=self._to_server, args=(app, server, cut), daemon=True).start()
             threading.Thread(target=self._to_app, args=(server, app, cut), daemon=True).start()
@@ -499,12 +517,7 @@ class Relay:
     def close(self) -> None:
         self._open = False
         self._listener.close()
-        with self._lock:
-            socks, self._sockets = self._sockets, set()
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        self._sockets.close_all()
 
 
 @contextlib.contextmanager

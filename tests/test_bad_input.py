@@ -26,7 +26,7 @@ from psycopg import sql
 
 from service.app import create_app
 from service.config import load_settings
-from service.embedded import create_database, drop_database, with_database
+from tests.helpers import scratch_database
 
 Client: TypeAlias = TestClient[Litestar]
 Db: TypeAlias = psycopg.Connection[tuple[object, ...]]
@@ -68,12 +68,8 @@ class Seed(msgspec.Struct, frozen=True):
 @pytest.fixture(scope="module")
 def shared_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A migrated database for this module, dropped at its end."""
-    name = f"rawpost_badinput_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name, template=template_db)
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        drop_database(pg_admin_url, name)
+    with scratch_database(pg_admin_url, "rawpost_badinput", template=template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,9 @@ from service.bench import (
     summarize,
 )
 from service.db import SERVER_SETTINGS
-from service.embedded import create_database, drop_database, with_database
 from service.seed import seed
 from service.sql import QUERIES
-from tests.helpers import DB
+from tests.helpers import DB, scratch_database
 
 # -- pgbench scripts ----------------------------------------------------------------------
 
@@ -424,14 +423,9 @@ def representative_db(
     pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """2,000 users and 20,000 posts (the standard data set's shape, 1/50 of its size)."""
-    name = f"rawpost_plans_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name, template=template_db)
-    url = with_database(pg_admin_url, name)
-    try:
+    with scratch_database(pg_admin_url, "rawpost_plans", template=template_db) as url:
         _seed(url, tmp_path_factory.mktemp("plans") / "ids.json", 2000, 20_000)
         yield url
-    finally:
-        drop_database(pg_admin_url, name)
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

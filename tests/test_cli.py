@@ -11,15 +11,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service import migrate
-from service.embedded import create_database, drop_database, with_database
 
 RAWPOST = [sys.executable, "-m", "service.cli"]
 
@@ -90,16 +87,6 @@ class Server:
 
     def output(self) -> str:
         return self.process.stdout.read() if self.process.stdout else ""
-
-
-@pytest.fixture
-def empty_db_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"rawpost_cli_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name)
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        drop_database(pg_admin_url, name)
 
 
 def test_serve_with_database_url_leaves_schema_alone_until_migrate_apply(

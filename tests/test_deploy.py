@@ -18,8 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from yoyo import get_backend, read_migrations
+from yoyo import read_migrations
 
 from service import migrate
 from service.config import MIGRATIONS_DIR
-from service.embedded import create_database, drop_database, with_database
+from tests.helpers import migrate_to
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -221,29 +220,6 @@ def _run(
 # --- databases ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def empty_db_url(pg_admin_url: str) -> Iterator[str]:
-    """A database with no schema at all, dropped afterwards."""
-    name = f"rawpost_deploy_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name)
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        drop_database(pg_admin_url, name)
-
-
-def _migrate_to(url: str, target: str) -> None:
-    """Apply the migrations up to and including `target`, with yoyo directly."""
-    backend = get_backend(migrate.yoyo_url(url))
-    try:
-        migrations: Any = read_migrations(str(MIGRATIONS_DIR))
-        ids = [m.id for m in migrations]
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations[: ids.index(target) + 1]))
-    finally:
-        backend.connection.close()
-
-
 def _applied(url: str) -> list[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT migration_id FROM _yoyo_migration").fetchall()
@@ -389,7 +365,7 @@ def test_every_non_transactional_migration_is_linted_as_one_and_only_those() -> 
 def test_a_failed_concurrent_index_build_leaves_no_index_and_keeps_the_old_unique_key(
     empty_db_url: str, tmp_path: Path
 ) -> None:
-    _migrate_to(empty_db_url, "0002.users-uuid-soft-delete")
+    migrate_to(empty_db_url, "0002.users-uuid-soft-delete")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, name) VALUES ('ann@x.io', 'Ann'), ('ANN@x.io', 'Ann 2')"
@@ -415,7 +391,7 @@ def test_a_failed_concurrent_index_build_leaves_no_index_and_keeps_the_old_uniqu
 def test_an_invalid_index_left_by_an_interrupted_build_is_refused_dropped_then_rebuilt(
     empty_db_url: str, tmp_path: Path
 ) -> None:
-    _migrate_to(empty_db_url, "0002.users-uuid-soft-delete")
+    migrate_to(empty_db_url, "0002.users-uuid-soft-delete")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, name) VALUES ('bo@x.io', 'Bo'), ('BO@x.io', 'Bo 2')"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from service import embedded, migrate
 from service.config import MIGRATIONS_DIR
 from service.migrate import MigrationError, bookkeeping
 from service.migrate.rehearse import _scratch_prefix, rehearse
+from tests.helpers import scratch_database
 
 FIXTURES = Path(__file__).parent / "migrate_fixture"
 BASELINE = "0001.baseline-users"
@@ -38,26 +38,16 @@ class Output:
 
 
 @pytest.fixture
-def empty_db(pg_admin_url: str) -> Iterator[str]:
-    name = f"rawpost_mig_{uuid.uuid4().hex[:12]}"
-    embedded.create_database(pg_admin_url, name)
-    try:
-        yield embedded.with_database(pg_admin_url, name)
-    finally:
-        embedded.drop_database(pg_admin_url, name)
-
-
-@pytest.fixture
-def legacy_db(empty_db: str) -> str:
+def legacy_db(empty_db_url: str) -> str:
     """The original deployment: the baseline users table only, with 2,000 rows."""
-    with migrate.backend_for(empty_db) as backend:
+    with migrate.backend_for(empty_db_url) as backend:
         backend.apply_migrations(backend.to_apply(migrate.load()[:1]))
-    with psycopg.connect(empty_db, autocommit=True) as conn:
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, name) SELECT 'u' || g || '@x.io', 'User ' || g"
             " FROM generate_series(1, 2000) AS g"
         )
-    return empty_db
+    return empty_db_url
 
 
 def _schema_dump(url: str) -> str:
@@ -122,11 +112,11 @@ def test_rehearse_leaves_the_target_unchanged_and_reports_locks(
 
 
 def test_rehearse_reports_each_migration_and_samples_non_transactional_ones(
-    empty_db: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
     out = Output()
     ok = rehearse(
-        empty_db,
+        empty_db_url,
         out,
         migrations_dir=FIXTURES / "basic",
         record_file=tmp_path / "r.json",
@@ -137,27 +127,29 @@ def test_rehearse_reports_each_migration_and_samples_non_transactional_ones(
     assert "0004.concurrent-index" in out.text
     assert "locks sampled while it ran (non-transactional)" in out.text
     assert "rolled back in" in out.text and "applied again in" in out.text
-    assert migrate.pending(empty_db, FIXTURES / "basic") == migrate.migration_ids(
+    assert migrate.pending(empty_db_url, FIXTURES / "basic") == migrate.migration_ids(
         FIXTURES / "basic"
     )
 
 
 def test_rehearse_fails_with_a_readable_report_when_a_rollback_is_broken(
-    empty_db: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(FIXTURES / "basic", folder)
     (folder / "0003.widen-name.rollback.sql").write_text("ALTER TABLE nothing_here DROP x;\n")
     record = tmp_path / "r.json"
     out = Output()
-    before = _schema_dump(empty_db)
+    before = _schema_dump(empty_db_url)
 
-    assert not rehearse(empty_db, out, migrations_dir=folder, record_file=record, sql_dir=tmp_path)
+    assert not rehearse(
+        empty_db_url, out, migrations_dir=folder, record_file=record, sql_dir=tmp_path
+    )
 
     assert "REHEARSAL FAILED" in out.text
     assert 'relation "nothing_here" does not exist' in out.text
     assert not record.exists()
-    assert _schema_dump(empty_db) == before
+    assert _schema_dump(empty_db_url) == before
 
 
 def test_apply_refuses_when_the_schema_changed_since_the_rehearsal(
@@ -202,28 +194,28 @@ def test_dry_runs_print_the_sql_and_change_nothing(legacy_db: str) -> None:
     assert _schema_dump(legacy_db) == after
 
 
-def test_rollback_round_trips_and_forgets_checksums(empty_db: str) -> None:
+def test_rollback_round_trips_and_forgets_checksums(empty_db_url: str) -> None:
     folder = FIXTURES / "basic"
-    migrate.apply(empty_db, Output(), migrations_dir=folder)
-    fingerprint = _fingerprint(empty_db)
+    migrate.apply(empty_db_url, Output(), migrations_dir=folder)
+    fingerprint = _fingerprint(empty_db_url)
 
     out = Output()
-    rolled = migrate.rollback(empty_db, out, to="0001.create-things", migrations_dir=folder)
+    rolled = migrate.rollback(empty_db_url, out, to="0001.create-things", migrations_dir=folder)
     assert rolled == ["0004.concurrent-index", "0003.widen-name", "0002.index-things"]
-    assert migrate.pending(empty_db, folder) == rolled[::-1]
-    rows, _ = migrate.status(empty_db, folder)
+    assert migrate.pending(empty_db_url, folder) == rolled[::-1]
+    rows, _ = migrate.status(empty_db_url, folder)
     assert [r.state for r in rows] == ["ok", "pending", "pending", "pending"]
 
-    assert migrate.rollback(empty_db, Output(), migrations_dir=folder) == ["0001.create-things"]
-    migrate.apply(empty_db, Output(), migrations_dir=folder)
-    assert _fingerprint(empty_db) == fingerprint
+    assert migrate.rollback(empty_db_url, Output(), migrations_dir=folder) == ["0001.create-things"]
+    migrate.apply(empty_db_url, Output(), migrations_dir=folder)
+    assert _fingerprint(empty_db_url) == fingerprint
 
 
-def test_status_detects_an_edited_migration(empty_db: str, tmp_path: Path) -> None:
+def test_status_detects_an_edited_migration(empty_db_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(FIXTURES / "basic", folder)
-    migrate.apply(empty_db, Output(), migrations_dir=folder)
-    rows, unknown = migrate.status(empty_db, folder)
+    migrate.apply(empty_db_url, Output(), migrations_dir=folder)
+    rows, unknown = migrate.status(empty_db_url, folder)
     assert {r.state for r in rows} == {"ok"} and unknown == []
 
     edited = folder / "0002.index-things.sql"
@@ -231,7 +223,7 @@ def test_status_detects_an_edited_migration(empty_db: str, tmp_path: Path) -> No
     (folder / "0004.concurrent-index.sql").unlink()
     (folder / "0004.concurrent-index.rollback.sql").unlink()
 
-    done = _rawpost("migrate", "status", database_url=empty_db, migrations_dir=folder)
+    done = _rawpost("migrate", "status", database_url=empty_db_url, migrations_dir=folder)
     assert done.returncode == 1
     assert "changed" in done.stdout and "0002.index-things" in done.stdout
     assert "0004.concurrent-index  <-- applied, but not in this version" in done.stdout
@@ -258,10 +250,10 @@ def _env(database_url: str, migrations_dir: Path, pgoptions: str | None = None) 
     return env
 
 
-def test_two_concurrent_applies_apply_each_migration_once(empty_db: str) -> None:
+def test_two_concurrent_applies_apply_each_migration_once(empty_db_url: str) -> None:
     folder = FIXTURES / "slow"
     cmd = [sys.executable, "-m", "service.cli", "migrate", "apply"]
-    env = _env(empty_db, folder, pgoptions="-c rawpost.test_sleep=1")
+    env = _env(empty_db_url, folder, pgoptions="-c rawpost.test_sleep=1")
     started = time.monotonic()
     first = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -275,7 +267,7 @@ def test_two_concurrent_applies_apply_each_migration_once(empty_db: str) -> None
     # lock wait (which is why waiting polls instead of blocking in pg_advisory_lock).
     assert sum("will apply 3 migration(s)" in o for o in outputs) == 1, outputs
     assert sum("nothing to apply" in o for o in outputs) == 1, outputs
-    with psycopg.connect(empty_db) as conn:
+    with psycopg.connect(empty_db_url) as conn:
         applied = conn.execute(
             "SELECT migration_id, count(*) FROM _yoyo_log WHERE operation = 'apply' GROUP BY 1"
         ).fetchall()
@@ -287,17 +279,17 @@ def test_two_concurrent_applies_apply_each_migration_once(empty_db: str) -> None
     print(f"two concurrent applies finished in {time.monotonic() - started:.1f} s")
 
 
-def test_a_killed_apply_leaves_no_stale_lock(empty_db: str) -> None:
+def test_a_killed_apply_leaves_no_stale_lock(empty_db_url: str) -> None:
     folder = FIXTURES / "slow"
     victim = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "migrate", "apply"],
-        env=_env(empty_db, folder, pgoptions="-c rawpost.test_sleep=30"),
+        env=_env(empty_db_url, folder, pgoptions="-c rawpost.test_sleep=30"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
-        with psycopg.connect(empty_db, autocommit=True) as conn:
+        with psycopg.connect(empty_db_url, autocommit=True) as conn:
             while time.monotonic() < deadline:
                 row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
@@ -315,12 +307,12 @@ def test_a_killed_apply_leaves_no_stale_lock(empty_db: str) -> None:
             victim.kill()
 
     started = time.monotonic()
-    done = _rawpost("migrate", "apply", database_url=empty_db, migrations_dir=folder)
+    done = _rawpost("migrate", "apply", database_url=empty_db_url, migrations_dir=folder)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
     assert "will apply 3 migration(s)" in done.stdout
     assert took < 20, f"the second apply waited {took:.1f} s"
-    assert migrate.pending(empty_db, folder) == []
+    assert migrate.pending(empty_db_url, folder) == []
     print(f"apply after a killed apply took {took:.1f} s")
 
 
@@ -346,11 +338,11 @@ def test_plain_yoyo_reads_the_same_folder_through_yoyo_ini(legacy_db: str) -> No
     assert "A" in done.stdout.split(BASELINE)[0].splitlines()[-1]  # the baseline is applied
 
 
-def test_dry_run_on_a_fresh_database_creates_nothing(empty_db: str) -> None:
+def test_dry_run_on_a_fresh_database_creates_nothing(empty_db_url: str) -> None:
     out = Output()
-    migrate.apply(empty_db, out, migrations_dir=FIXTURES / "basic", dry_run=True)
+    migrate.apply(empty_db_url, out, migrations_dir=FIXTURES / "basic", dry_run=True)
     assert "would apply 4 migration(s)" in out.text
-    with psycopg.connect(empty_db) as conn:
+    with psycopg.connect(empty_db_url) as conn:
         tables = conn.execute(
             "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
         ).fetchone()
@@ -358,45 +350,40 @@ def test_dry_run_on_a_fresh_database_creates_nothing(empty_db: str) -> None:
 
 
 def test_an_older_release_refuses_to_touch_migrations_it_does_not_know(
-    empty_db: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
-    migrate.apply(empty_db, Output(), migrations_dir=FIXTURES / "basic")
+    migrate.apply(empty_db_url, Output(), migrations_dir=FIXTURES / "basic")
     older = tmp_path / "older"
     older.mkdir()
     for f in (FIXTURES / "basic").glob("0001.*"):
         shutil.copy(f, older / f.name)
     with pytest.raises(MigrationError, match=r"does not know: 0002\.index-things"):
-        migrate.rollback(empty_db, Output(), migrations_dir=older)
+        migrate.rollback(empty_db_url, Output(), migrations_dir=older)
     with pytest.raises(MigrationError, match="refusing to apply"):
-        migrate.apply(empty_db, Output(), migrations_dir=older)
+        migrate.apply(empty_db_url, Output(), migrations_dir=older)
 
 
 def test_a_rehearsal_of_another_database_does_not_count(
     legacy_db: str, pg_admin_url: str, tmp_path: Path
 ) -> None:
     record = tmp_path / "rehearsals.json"
-    other = f"rawpost_other_{uuid.uuid4().hex[:8]}"
-    embedded.create_database(pg_admin_url, other, template=None)
-    try:
-        other_url = embedded.with_database(pg_admin_url, other)
+    with scratch_database(pg_admin_url, "rawpost_other") as other_url:
         with migrate.backend_for(other_url) as backend:
             backend.apply_migrations(backend.to_apply(migrate.load()[:1]))
         assert rehearse(other_url, Output(), migrations_dir=MIGRATIONS_DIR, record_file=record)
-    finally:
-        embedded.drop_database(pg_admin_url, other)
     out = Output()
     migrate.apply(legacy_db, out, rehearsals=record)
     assert "was not rehearsed here" in out.text
 
 
 def test_a_killed_rehearsal_leaves_nothing_the_next_one_does_not_clean(
-    empty_db: str, pg_admin_url: str, tmp_path: Path
+    empty_db_url: str, pg_admin_url: str, tmp_path: Path
 ) -> None:
-    leftover = f"{_scratch_prefix(empty_db)}{uuid.uuid4().hex[:12]}"
+    leftover = f"{_scratch_prefix(empty_db_url)}{uuid.uuid4().hex[:12]}"
     embedded.create_database(pg_admin_url, leftover)
     out = Output()
     assert rehearse(
-        empty_db,
+        empty_db_url,
         out,
         migrations_dir=FIXTURES / "basic",
         record_file=tmp_path / "r.json",
@@ -410,14 +397,14 @@ def test_a_killed_rehearsal_leaves_nothing_the_next_one_does_not_clean(
     assert left == (0,)
 
 
-def test_apply_records_checksums_of_migrations_applied_without_rawpost(empty_db: str) -> None:
+def test_apply_records_checksums_of_migrations_applied_without_rawpost(empty_db_url: str) -> None:
     folder = FIXTURES / "basic"
-    with migrate.backend_for(empty_db) as backend:  # plain yoyo, as an adopting operator would
+    with migrate.backend_for(empty_db_url) as backend:  # plain yoyo, as an adopting operator would
         backend.apply_migrations(backend.to_apply(migrate.load(folder)[:2]))
-    rows, _ = migrate.status(empty_db, folder)
+    rows, _ = migrate.status(empty_db_url, folder)
     assert [r.state for r in rows] == ["unrecorded", "unrecorded", "pending", "pending"]
     out = Output()
-    migrate.apply(empty_db, out, migrations_dir=folder)
+    migrate.apply(empty_db_url, out, migrations_dir=folder)
     assert "recorded checksums of 2 migration(s) applied without rawpost" in out.text
-    rows, _ = migrate.status(empty_db, folder)
+    rows, _ = migrate.status(empty_db_url, folder)
     assert {r.state for r in rows} == {"ok"}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -12,45 +10,27 @@ from yoyo import get_backend, read_migrations
 
 from service import migrate
 from service.config import MIGRATIONS_DIR
-from service.embedded import create_database, drop_database, with_database
+from tests.helpers import migrate_to
 
 ROWS = 5000
 
 
 @pytest.fixture
-def legacy_db(pg_admin_url: str) -> Iterator[str]:
+def legacy_db(empty_db_url: str) -> str:
     """A database at the original schema (0001 only), holding ROWS users."""
-    name = f"rawpost_legacy_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name)
-    url = with_database(pg_admin_url, name)
-    try:
-        _migrate_to(url, "0001.baseline-users")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                """
-                INSERT INTO users (email, name, created_at)
-                SELECT 'user' || g || '@Example.com', 'User ' || g || ' ☃',
-                       timestamptz '2020-01-01 00:00:00+00' + g * interval '1 minute 1 ms'
-                FROM generate_series(1, %s) AS g
-                """,
-                (ROWS,),
-            )
-            conn.execute("DELETE FROM users WHERE id % 97 = 0")  # gaps in the old ids
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
-
-
-def _migrate_to(url: str, target: str) -> None:
-    backend = get_backend(migrate.yoyo_url(url))
-    try:
-        migrations: Any = read_migrations(str(MIGRATIONS_DIR))
-        ids = [m.id for m in migrations]
-        wanted = migrations[: ids.index(target) + 1]
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(wanted))
-    finally:
-        backend.connection.close()
+    migrate_to(empty_db_url, "0001.baseline-users")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            INSERT INTO users (email, name, created_at)
+            SELECT 'user' || g || '@Example.com', 'User ' || g || ' ☃',
+                   timestamptz '2020-01-01 00:00:00+00' + g * interval '1 minute 1 ms'
+            FROM generate_series(1, %s) AS g
+            """,
+            (ROWS,),
+        )
+        conn.execute("DELETE FROM users WHERE id % 97 = 0")  # gaps in the old ids
+    return empty_db_url
 
 
 def _rollback_to(url: str, target: str) -> None:

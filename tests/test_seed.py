@@ -8,7 +8,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +16,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from service.embedded import create_database, drop_database, with_database
 from service.seed import MAX_POSTS_PER_USER, post_counts, seed
-from tests.helpers import DB
+from tests.helpers import DB, scratch_database
 
 NOW = "2026-06-01T12:00:00+00:00"
 # The command as a user runs it, until service/cli.py registers `rawpost seed`.
@@ -36,12 +34,8 @@ def run_seed(db_url: str, ids_file: Path, *args: str) -> Result:
 @pytest.fixture
 def other_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A second fresh, migrated database."""
-    name = f"rawpost_seed_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name, template=template_db)
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        drop_database(pg_admin_url, name)
+    with scratch_database(pg_admin_url, "rawpost_seed", template=template_db) as url:
+        yield url
 
 
 def _scalar(db: DB, sql: str) -> object:
@@ -191,14 +185,9 @@ def test_seed_refuses_twice_without_force(db_url: str, db: DB, tmp_path: Path) -
 
 
 def test_seed_asks_for_migrations_on_an_unmigrated_database(
-    pg_admin_url: str, tmp_path: Path
+    empty_db_url: str, tmp_path: Path
 ) -> None:
-    name = f"rawpost_bare_{uuid.uuid4().hex[:12]}"
-    create_database(pg_admin_url, name)
-    try:
-        result = run_seed(with_database(pg_admin_url, name), tmp_path / "ids.json")
-    finally:
-        drop_database(pg_admin_url, name)
+    result = run_seed(empty_db_url, tmp_path / "ids.json")
     assert result.exit_code != 0
     assert "rawpost migrate apply" in result.output
 

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from service.app import create_app
 from service.config import Settings, load_settings
-from tests.faults_helpers import connect_upstream, upstream_of, url_through
+from tests.faults_helpers import SocketSet, connect_upstream, upstream_of, url_through
 
 Client: TypeAlias = TestClient[Litestar]
 Db: TypeAlias = psycopg.Connection[tuple[object, ...]]
@@ -262,8 +262,7 @@ class Proxy:
     def __init__(self, database_url: str) -> None:
         self._upstream = upstream_of(database_url)
         self._mode = "forward"
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
+        self._sockets = SocketSet()
         self._listening = threading.Event()
         self.port = 0
         self.listen()
@@ -290,20 +289,16 @@ class Proxy:
                     return
                 client.settimeout(None)
                 if self._mode != "forward":
-                    self._track(client)  # held open, never answered
+                    self._sockets.add(client)  # held open, never answered
                     continue
                 try:
                     upstream = connect_upstream(self._upstream)
                 except OSError:
                     client.close()
                     continue
-                self._track(client, upstream)
+                self._sockets.add(client, upstream)
                 for src, dst in ((client, upstream), (upstream, client)):
                     threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _track(self, *socks: socket.socket) -> None:
-        with self._lock:
-            self._sockets.update(socks)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -318,12 +313,7 @@ class Proxy:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def sever(self) -> None:
-        with self._lock:
-            socks, self._sockets = self._sockets, set()
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        self._sockets.close_all()
 
     def cut(self) -> None:
         """The server is gone: open connections drop and new ones are refused."""
