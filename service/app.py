@@ -21,9 +21,9 @@ from service.config import Settings
 from service.db import Database, Pool, create_pool, provide_session
 from service.errors import handle_exception
 from service.health import repository as health_repository
-from service.health.routes import metrics, publishing_metrics
+from service.health.routes import metrics, publish_pool_figures
 from service.health.routes import router as health_router
-from service.metrics import BUILD_INFO, worker_stopped
+from service.metrics import BUILD_INFO, flushing, worker_stopped
 from service.observability import mark_handler_done, request_context_middleware
 from service.posts.routes import router as posts_router
 from service.sql import QUERIES, Query, SqlFileError
@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> Litestar:
                 litestar=importlib.metadata.version("litestar"),
                 asyncpg=importlib.metadata.version("asyncpg"),
             ).set(1)
-            async with publishing_metrics(db):
+            async with flushing(lambda: publish_pool_figures(db)):
                 yield
         finally:
             await pool.close()

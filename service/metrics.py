@@ -12,8 +12,11 @@ second, before each scrape answered, and at shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from bisect import bisect_left
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -178,3 +181,24 @@ class MetricBuffer:
 
 # One per process, like prometheus_client's own registry.
 BUFFER = MetricBuffer()
+
+
+@contextlib.asynccontextmanager
+async def flushing(publish: Callable[[], None], every: float = 1.0) -> AsyncIterator[None]:
+    """While the app runs, every second: `publish()` (gauges read off live objects, such
+    as the pool's figures), then flush BUFFER. Whichever worker answers a scrape, every
+    worker's figures are at most that old."""
+
+    async def loop() -> None:
+        while True:
+            publish()
+            BUFFER.flush()
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

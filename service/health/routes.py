@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
@@ -16,7 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from service.db import Database
 from service.errors import RETRY_AFTER_SECONDS
 from service.health import repository
-from service.metrics import BUFFER, POOL_CONNECTIONS, POOL_WAITING, metrics_text
+from service.metrics import POOL_CONNECTIONS, POOL_WAITING, metrics_text
 
 log = logging.getLogger("rawpost.health")
 
@@ -61,27 +59,6 @@ def publish_pool_figures(db: Database) -> None:
     POOL_CONNECTIONS.labels("size").set(figures.size)
     POOL_CONNECTIONS.labels("max").set(figures.max_size)
     POOL_WAITING.set(figures.waiting)
-
-
-@contextlib.asynccontextmanager
-async def publishing_metrics(db: Database, every: float = 1.0) -> AsyncIterator[None]:
-    """Publish the pool figures and the buffered request metrics every second while the
-    app runs: whichever worker answers a scrape, every worker's figures are at most that
-    old."""
-
-    async def publish() -> None:
-        while True:
-            publish_pool_figures(db)
-            BUFFER.flush()
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(publish())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def check_readiness(db: Database) -> Readiness:
