@@ -10,10 +10,12 @@ Headless, 50 users arriving 10 per second, for 2 minutes, with a CSV report:
     uv run --group load locust -f bench/locustfile.py --host http://127.0.0.1:8000 \\
         --headless -u 50 -r 10 -t 2m --ids-file bench/sample-ids.json --csv results/load
 
-Each simulated user waits 0.5-2 s between requests (a person, not a benchmark); the mix,
+Each simulated user signs up and signs in when it starts (one Argon2id hash each, as real
+clients cost), then waits 0.5-2 s between requests (a person, not a benchmark); the mix,
 by weight: post pages 35 (a third of them follow the next page), single posts 25, users
-with their posts 15, single users 10, a user's posts 8, new posts 4, new users 3. Rows
-created here stay (emails: locust-<uuid>@load.rawpost.invalid); see docs/performance.md.
+with their posts 15, single users 10, a user's posts 8, new posts 4 (its own, with its
+bearer token), new users 3. Rows created here stay (emails:
+locust-<uuid>@load.rawpost.invalid); see docs/performance.md.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 from locust import HttpUser, between, events, task
 
 _IDS: dict[str, tuple[list[str], list[str]]] = {}
+# The password of every account this load test signs up (12..128 characters).
+PASSWORD = "locust load-test password"  # noqa: S105 - throwaway test accounts
 
 
 @events.init_command_line_parser.add_listener
@@ -56,6 +60,15 @@ class Reader(HttpUser):
 
     def on_start(self) -> None:
         self.users, self.posts = _ids(self.environment.parsed_options.ids_file)
+        email = f"locust-{uuid.uuid4()}@load.rawpost.invalid"
+        account = {"email": email, "name": "Locust User", "password": PASSWORD}
+        self.client.post("/api/users", json=account, name="/api/users (create)")
+        response = self.client.post(
+            "/api/auth/token", json={"email": email, "password": PASSWORD}, name="/api/auth/token"
+        )
+        token = response.json().get("access_token") if response.ok else None
+        # The access token lasts 15 minutes by default: sign in again when it runs out.
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _user(self) -> str:
         return random.choice(self.users)  # noqa: S311 - load generation, not security
@@ -93,14 +106,17 @@ class Reader(HttpUser):
     @task(4)
     def new_post(self) -> None:
         body = {
-            "author_id": self._user(),
             "title": "A post written under load",
             "content": "Load testing rawpost. " * random.randint(1, 40),  # noqa: S311
             "published": random.random() < 0.9,  # noqa: S311
         }
-        self.client.post("/api/posts", json=body, name="/api/posts (create)")
+        self.client.post("/api/posts", json=body, headers=self.auth, name="/api/posts (create)")
 
     @task(3)
     def new_user(self) -> None:
-        body = {"email": f"locust-{uuid.uuid4()}@load.rawpost.invalid", "name": "Locust User"}
+        body = {
+            "email": f"locust-{uuid.uuid4()}@load.rawpost.invalid",
+            "name": "Locust User",
+            "password": PASSWORD,
+        }
         self.client.post("/api/users", json=body, name="/api/users (create)")

@@ -8,16 +8,24 @@ import platform
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from litestar import Litestar
+from litestar import Litestar, Request
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp
 
 from service import migrate
-from service.config import Settings
+from service.auth.callers import Callers
+from service.auth.passwords import Passwords
+from service.auth.repository import Issuer
+from service.auth.routes import router as auth_router
+from service.auth.schemas import Caller
+from service.auth.security import bearer_auth, caller_of
+from service.config import Settings, check_jwt_secrets
 from service.db import Database, Pool, create_pool, provide_session
 from service.errors import handle_exception
 from service.health import repository as health_repository
@@ -43,7 +51,29 @@ Users and their posts over PostgreSQL.
   as `cursor`. Cursors are opaque; a forged or corrupt one is a 400.
 * Errors are RFC 9457 problem documents (`application/problem+json`); validation
   failures list `errors: [{field, message}]`. 503 responses carry `Retry-After`.
+* Accounts: sign up with `POST /api/users`, sign in with `POST /api/auth/token` (or the
+  Authorize button), send `Authorization: Bearer <access token>`. Reads are public but
+  depend on the caller: an email is shown only to its user and admins, a draft only to
+  its author and admins (404 for everybody else). A token sent to any route is checked:
+  a bad, expired or revoked one is a 401 even where no token is needed. Writes need a
+  token (401 without, 403 for a caller who may not, 404 for a draft it cannot see).
+  Idempotency keys belong to the caller that used them.
 """
+
+
+def provide_caller(request: Request[Any, Any, Any]) -> Caller | None:
+    """The signed-in caller, or None for an anonymous request."""
+    return caller_of(request)
+
+
+def provide_issuer(state: State) -> Issuer:
+    issuer: Issuer = state.issuer
+    return issuer
+
+
+def provide_callers(state: State) -> Callers:
+    callers: Callers = state.callers
+    return callers
 
 
 async def verify_sql(
@@ -86,6 +116,8 @@ async def verify_sql(
 
 
 def create_app(settings: Settings) -> Litestar:
+    check_jwt_secrets(settings)
+    assert settings.jwt_secret is not None
     migrations = tuple(migrate.migration_ids(Path(settings.migrations_dir)))
 
     @asynccontextmanager
@@ -96,14 +128,20 @@ def create_app(settings: Settings) -> Litestar:
             await verify_sql(pool, migrations, prepare=settings.statement_cache_size > 0)
             db = Database(pool=pool, settings=settings, migrations=migrations, born=born)
             app.state.db = db
+            passwords = Passwords(settings.hash_threads)
+            app.state.issuer = Issuer(settings, passwords)
+            app.state.callers = callers = Callers(db)
             BUILD_INFO.labels(
                 version=importlib.metadata.version("rawpost"),
                 python=platform.python_version(),
                 litestar=importlib.metadata.version("litestar"),
                 asyncpg=importlib.metadata.version("asyncpg"),
             ).set(1)
-            async with flushing(lambda: publish_pool_figures(db)):
-                yield
+            try:
+                async with callers.polling(), flushing(lambda: publish_pool_figures(db)):
+                    yield
+            finally:
+                passwords.close()
         finally:
             await pool.close()
             worker_stopped()
@@ -112,8 +150,14 @@ def create_app(settings: Settings) -> Litestar:
         return request_context_middleware(app, access_log=settings.access_log)
 
     return Litestar(
-        route_handlers=[users_router, posts_router, health_router, metrics],
-        dependencies={"conn": Provide(provide_session)},
+        route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
+        dependencies={
+            "conn": Provide(provide_session),
+            "caller": Provide(provide_caller, sync_to_thread=False),
+            "issuer": Provide(provide_issuer, sync_to_thread=False),
+            "callers": Provide(provide_callers, sync_to_thread=False),
+        },
+        on_app_init=[bearer_auth(settings.jwt_secret, settings.jwt_previous_secret).on_app_init],
         lifespan=[database],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.body_limit,
@@ -121,7 +165,7 @@ def create_app(settings: Settings) -> Litestar:
         after_request=mark_handler_done,
         openapi_config=OpenAPIConfig(
             title="rawpost",
-            version="1",
+            version="2",
             description=API_DESCRIPTION,
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],

@@ -22,9 +22,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,15 +38,20 @@ import click
 import msgspec
 import psycopg
 
-from service.config import PROJECT_ROOT, SettingsError, load_settings
+from service.auth.tokens import Keys, development_secret, mint_access_token
+from service.config import PROJECT_ROOT, Settings, SettingsError, load_settings
 from service.seed import DEFAULT_IDS_FILE, resolve_database_url
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 # pgbench takes at most 128 scripts; one per sampled id gives it random ids (see below).
 PGBENCH_ID_SCRIPTS = 100
-# Emails the benchmark creates, deleted again after each round: wrk's (create_user.lua)
-# and pgbench's (a bare 19-digit number: pgbench variables are numbers or given strings).
+# Emails the benchmark once created (users made by runs of its older create_user), and the
+# title of the posts it creates (wrk's create_post.lua and pgbench's): deleted again after
+# each round.
 CREATED_EMAILS = r"^bench-.*@bench\.rawpost\.invalid$|^[0-9]{19}$"
+CREATED_POST_TITLE = "rawpost bench post"
+# create_post signs its requests with tokens of this many sampled users (contract v2).
+TOKEN_USERS = 1000
 
 
 class Sampled(enum.Enum):
@@ -75,7 +82,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "GET /api/users/{random id}",
         "user_by_id.lua",
         "users/get_user",
-        {"user_id": Sampled.USER_ID},
+        # Anonymous, as the contract's benchmark is: no caller, not an admin.
+        {"user_id": Sampled.USER_ID, "caller_id": None, "is_admin": "false"},
     ),
     Benchmark(
         "posts_page",
@@ -90,14 +98,19 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "GET /api/users/{random id}?include=posts",
         "user_with_posts.lua",
         "users/get_user_with_posts",
-        {"user_id": Sampled.USER_ID},
+        {"user_id": Sampled.USER_ID, "caller_id": None, "is_admin": "false"},
     ),
     Benchmark(
-        "create_user",
-        "POST /api/users (fresh email)",
-        "create_user.lua",
-        "users/insert_user",
-        {"email": Sampled.UNIQUE_EMAIL, "name": "Bench User"},
+        "create_post",
+        "POST /api/posts as a sampled user (bearer token minted before the run)",
+        "create_post.lua",
+        "posts/insert_post",
+        {
+            "author_id": Sampled.USER_ID,
+            "title": CREATED_POST_TITLE,
+            "content": "Written by rawpost bench.",
+            "published": "true",
+        },
     ),
 )
 BENCHMARK_NAMES = tuple(b.name for b in BENCHMARKS)
@@ -505,6 +518,12 @@ class Config(msgspec.Struct, frozen=True):
     threads: int
     pgbench_clients: int
     pgbench_jobs: int
+    # Sign-ins a second run beside a second user_by_id load (0: not measured).
+    sign_ins: int = 0
+
+
+# The name under which user_by_id measured with sign-ins beside it is reported.
+WITH_SIGN_INS = "user_by_id+sign-ins"
 
 
 class Round(msgspec.Struct, frozen=True):
@@ -679,16 +698,56 @@ def _check_data(database_url: str, ids: SampleIds) -> None:
         )
 
 
+def _signing_secret(settings: Settings, database_url: str | None) -> str:
+    """The secret the server signs with, so that the minted tokens are accepted: the
+    configured one; the embedded database's kept one; else a fresh one, which the server
+    this command starts inherits (a server already running must be given the same)."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if not (database_url or settings.database_url):
+        return development_secret(Path(settings.data_dir).parent)
+    secret = secrets.token_urlsafe(48)
+    os.environ["RAWPOST_JWT_SECRET"] = secret  # for `rawpost serve` started by server()
+    return secret
+
+
+def _mint_tokens(secret: str, user_ids: Sequence[str], *, seconds: int) -> list[str]:
+    keys = Keys(current=secret)
+    return [mint_access_token(keys, user_id=uuid.UUID(u), ttl=seconds) for u in user_ids]
+
+
+def _check_token(url: str, token: str) -> None:
+    me = f"{url}/api/users/me"  # url passed check_loopback: http(s) on loopback only
+    request = urllib.request.Request(me, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+            return
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    raise click.ClickException(
+        f"the server refused a minted token ({status}): run the bench with the server's"
+        " RAWPOST_JWT_SECRET"
+    )
+
+
 def _delete_created(database_url: str) -> int:
-    """Remove the users the benchmark created, so every round starts from the same data."""
+    """Remove the rows the benchmark created, so every round starts from the same data."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         with conn.transaction():
+            posts = conn.execute(
+                "DELETE FROM posts WHERE title = %s", (CREATED_POST_TITLE,)
+            ).rowcount
             row = conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone()
             if row and row[0]:
                 # posts.author_id has only partial indexes, so a plain DELETE's foreign-key
                 # check would scan posts once per deleted user (minutes for 100k users):
                 # check them all in one anti-join instead, with the per-row check off.
                 conn.execute("SET LOCAL session_replication_role = replica")
+                conn.execute(
+                    "DELETE FROM refresh_tokens AS r USING users AS u"
+                    " WHERE r.user_id = u.id AND u.email ~ %s",
+                    (CREATED_EMAILS,),
+                )
                 deleted = conn.execute(
                     "DELETE FROM users AS u WHERE u.email ~ %s"
                     " AND NOT EXISTS (SELECT FROM posts AS p WHERE p.author_id = u.id)",
@@ -701,7 +760,9 @@ def _delete_created(database_url: str) -> int:
                     (CREATED_EMAILS,),
                 ).rowcount
         conn.execute("VACUUM (ANALYZE) users")
-    return deleted
+        if posts:
+            conn.execute("VACUUM (ANALYZE) posts")
+    return deleted + posts
 
 
 @dataclass(frozen=True)
@@ -711,6 +772,7 @@ class _Runner:
     url: str
     database_url: str
     ids_file: Path
+    tokens_file: Path
     workdir: Path
     config: Config
 
@@ -722,7 +784,7 @@ class _Runner:
                 self.wrk,
                 self.url,
                 script,
-                [str(self.ids_file), f"{run_id}w"],
+                [str(self.ids_file), f"{run_id}w", str(self.tokens_file)],
                 connections=c.connections,
                 threads=c.threads,
                 seconds=c.warmup_s,
@@ -731,7 +793,7 @@ class _Runner:
             self.wrk,
             self.url,
             script,
-            [str(self.ids_file), run_id],
+            [str(self.ids_file), run_id, str(self.tokens_file)],
             connections=c.connections,
             threads=c.threads,
             seconds=c.duration_s,
@@ -770,7 +832,72 @@ class _Runner:
                 f"{prefix} {b.name}: {h.rps:,.0f} req/s, p50 {h.p50_ms:.1f} ms,"
                 f" p99 {h.p99_ms:.1f} ms, {h.errors} errors; its statement {s.tps:,.0f} tps"
             )
+            if b.name == "user_by_id" and self.config.sign_ins:
+                with SignIns(self.url, f"{run_id}s", per_second=self.config.sign_ins) as load:
+                    http[WITH_SIGN_INS] = h = self.http(b, run_id)
+                statement[WITH_SIGN_INS] = s
+                click.echo(
+                    f"{prefix} {WITH_SIGN_INS}: {h.rps:,.0f} req/s, p50 {h.p50_ms:.1f} ms,"
+                    f" p99 {h.p99_ms:.1f} ms, {h.errors} errors; beside it"
+                    f" {load.succeeded} sign-ins ({load.failed} failed)"
+                    f" in {load.seconds:.1f} s"
+                )
         return Round(pk=pk, http=http, statement=statement)
+
+
+class SignIns:
+    """`per_second` sign-ins (POST /api/auth/token, one Argon2id verify each) paced in a
+    background thread, as a burst of real clients would: what they cost the reads beside."""
+
+    def __init__(self, url: str, run_id: str, *, per_second: int) -> None:
+        self.url, self.per_second = url, per_second
+        self.email = f"bench-signin-{run_id}@bench.rawpost.invalid"
+        self.password = secrets.token_urlsafe(16)
+        self.succeeded = self.failed = 0
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rawpost-bench-sign-ins")
+
+    def __enter__(self) -> SignIns:
+        account = {"email": self.email, "name": "Bench Sign-in", "password": self.password}
+        status = _post_status(f"{self.url}/api/users", account)
+        if status != 201:
+            raise click.ClickException(f"signing up the sign-in account answered {status}")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        body = {"email": self.email, "password": self.password}
+        started = time.monotonic()
+        n = 0
+        while not self._stop.is_set():
+            due = started + n / self.per_second
+            if (wait := due - time.monotonic()) > 0 and self._stop.wait(wait):
+                break
+            ok = _post_status(f"{self.url}/api/auth/token", body) == 200
+            self.succeeded += ok
+            self.failed += not ok
+            n += 1
+        self.seconds = time.monotonic() - started
+
+
+def _post_status(url: str, body: Mapping[str, str]) -> int:
+    """POST JSON to a loopback URL (checked by check_loopback); the status, or 0."""
+    data = msgspec.json.encode(body)
+    request = urllib.request.Request(  # noqa: S310
+        url, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
@@ -849,6 +976,14 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     help="pgbench threads (-j).",
 )
 @click.option(
+    "--sign-ins",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="Also measure user_by_id with this many sign-ins a second beside it (each one"
+    " Argon2id verify), reported as user_by_id+sign-ins.",
+)
+@click.option(
     "--only",
     type=click.Choice(BENCHMARK_NAMES),
     multiple=True,
@@ -880,6 +1015,7 @@ def bench(
     threads: int,
     clients: int | None,
     jobs: int,
+    sign_ins: int,
     only: tuple[str, ...],
     json_path: Path | None,
     compare: tuple[Path, Path] | None,
@@ -893,12 +1029,12 @@ def bench(
     check_loopback(url)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     wrk, pgbench = find_wrk(), find_pgbench()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     if clients is None:
-        try:
-            settings = load_settings()
-            clients = settings.workers * settings.pool_max_size
-        except SettingsError as exc:
-            raise click.ClickException(str(exc)) from None
+        clients = settings.workers * settings.pool_max_size
     if not ids_file.is_file():
         raise click.ClickException(f"{ids_file} not found: run `rawpost seed` first")
     ids = msgspec.json.decode(ids_file.read_bytes(), type=SampleIds)
@@ -925,7 +1061,10 @@ def bench(
         threads=threads,
         pgbench_clients=clients,
         pgbench_jobs=jobs,
+        sign_ins=sign_ins,
     )
+    if sign_ins and "user_by_id" not in config.benchmarks:
+        raise click.UsageError("--sign-ins measures user_by_id: do not leave it out with --only")
     commit, dirty = _git()
     report_start = datetime.now(UTC).isoformat(timespec="seconds")
     machine = _machine()
@@ -936,24 +1075,30 @@ def bench(
     )
     run_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}{secrets.token_hex(2)}"
     rounds: list[Round] = []
+    secret = _signing_secret(settings, database_url)
     with (
         server(url, start=start, database_url=database_url),
         tempfile.TemporaryDirectory(prefix="rawpost-bench-") as tmp,
     ):
+        tokens_file = Path(tmp) / "tokens.txt"
+        tokens = _mint_tokens(secret, ids.users[:TOKEN_USERS], seconds=per_round * runs + 600)
+        tokens_file.write_text("".join(f"{t}\n" for t in tokens))
         probe = _status(f"{url}/api/users/{ids.users[0]}")
         if probe != 200:
             raise click.ClickException(
                 f"GET {url}/api/users/{ids.users[0]} answered {probe}: the server does not"
                 " serve the seeded database (set DATABASE_URL or --database-url for both)"
             )
+        _check_token(url, tokens[0])
         if leftover := _delete_created(db_url):
-            click.echo(f"deleted {leftover:,} users left by an earlier, interrupted run")
+            click.echo(f"deleted {leftover:,} rows left by an earlier, interrupted run")
         runner = _Runner(
             wrk=wrk,
             pgbench=pgbench,
             url=url,
             database_url=db_url,
             ids_file=ids_file.resolve(),
+            tokens_file=tokens_file,
             workdir=Path(tmp),
             config=config,
         )
@@ -962,11 +1107,14 @@ def bench(
                 rounds.append(runner.round(chosen, jobs_by_name, pk_job, f"{run_id}r{r}", r))
                 # Keep the data set standard from round to round (and run to run).
                 deleted = _delete_created(db_url)
-                click.echo(f"[{r}/{runs}] deleted the {deleted:,} users the benchmark created")
+                click.echo(f"[{r}/{runs}] deleted the {deleted:,} rows the benchmark created")
         except BaseException:
             _delete_created(db_url)
             raise
-    summary = summarize(rounds, [b.name for b in chosen])
+    names = [b.name for b in chosen]
+    if sign_ins:
+        names.insert(names.index("user_by_id") + 1, WITH_SIGN_INS)
+    summary = summarize(rounds, names)
     click.echo("")
     click.echo(format_table(summary, runs))
     if json_path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,7 +13,7 @@ import msgspec
 
 from service import embedded, migrate, server
 from service.bench import bench
-from service.config import Settings, SettingsError, load_settings
+from service.config import Settings, SettingsError, check_jwt_secrets, load_settings
 from service.logs import setup_logging
 from service.seed import seed
 
@@ -61,13 +62,32 @@ def serve(
     settings = _settings(host=host, port=port, workers=workers)
     setup_logging(settings.log_level)
     url, is_embedded = _database_url(settings)
+    settings = _with_jwt_secret(msgspec.structs.replace(settings, database_url=url), is_embedded)
     if apply_migrations or (apply_migrations is None and is_embedded):
         _apply(url, settings)
     click.echo(
         f"starting {settings.workers} worker(s) on http://{settings.host}:{settings.port}"
         " (docs at /schema)"
     )
-    server.run(msgspec.structs.replace(settings, database_url=url))
+    server.run(settings)
+
+
+def _with_jwt_secret(settings: Settings, is_embedded: bool) -> Settings:
+    """The settings with a usable signing secret, or a one-line error naming the variable.
+
+    Only with the embedded development database does a missing secret get made (and kept
+    in the data folder's parent, `.rawpost/` by default); anywhere else it stops the start.
+    """
+    if settings.jwt_secret is None and is_embedded:
+        from service.auth.tokens import development_secret
+
+        secret = development_secret(Path(settings.data_dir).parent)
+        settings = msgspec.structs.replace(settings, jwt_secret=secret)
+    try:
+        check_jwt_secrets(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
 
 
 @main.group(name="migrate")
@@ -277,6 +297,66 @@ def _or_exit(work: Callable[[], T]) -> T:
     except Exception as exc:
         detail = " / ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
         raise click.ClickException(f"{type(exc).__name__}: {detail}") from None
+
+
+@main.group()
+def users() -> None:
+    """Accounts, for operators: passwords and the admin role."""
+
+
+@users.command(name="set-password")
+@click.argument("email")
+def users_set_password(email: str) -> None:
+    """Set EMAIL's password, read from a prompt or stdin (never an argument); revokes the
+    user's refresh tokens."""
+    from service.users import commands
+
+    password = commands.read_password()
+    url, _ = _migration_target()
+    commands.set_password(url, email, password)
+    click.echo(f"password set for {email}; its refresh tokens are revoked")
+
+
+@users.command()
+@click.argument("email")
+def promote(email: str) -> None:
+    """Grant EMAIL the admin role."""
+    _set_role(email, "admin")
+
+
+@users.command()
+@click.argument("email")
+def demote(email: str) -> None:
+    """Remove the admin role from EMAIL."""
+    _set_role(email, "user")
+
+
+def _set_role(email: str, role: str) -> None:
+    from service.users import commands
+
+    url, _ = _migration_target()
+    commands.set_role(url, email, role)
+    click.echo(commands.promote_message(email, role))
+
+
+@main.command()
+@click.argument("user_ids", nargs=-1, required=True, type=click.UUID)
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Lifetime in seconds [default: RAWPOST_ACCESS_TOKEN_TTL].",
+)
+def token(user_ids: tuple[uuid.UUID, ...], ttl: int | None) -> None:
+    """Print an access token for each USER_ID, signed with the configured secret (for
+    operators and load tests: no password needed). The ids are not checked here; a token
+    for a missing or deleted user is refused when used."""
+    from service.users import commands
+
+    settings = _settings()
+    settings = _with_jwt_secret(settings, is_embedded=not settings.database_url)
+    for line in commands.mint_tokens(settings, list(user_ids), ttl or settings.access_token_ttl):
+        click.echo(line)
 
 
 main.add_command(seed)

@@ -55,6 +55,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace: Seconds = 10.0
     migrations_dir: str = str(MIGRATIONS_DIR)
     rehearsal_file: str = ".rawpost/rehearsals.json"
+    # Security (docs/security.md).
+    jwt_secret: str | None = None
+    jwt_previous_secret: str | None = None
+    access_token_ttl: Annotated[int, msgspec.Meta(ge=1)] = 900
+    refresh_token_ttl: Annotated[int, msgspec.Meta(ge=1)] = 30 * 24 * 3600
+    hash_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = msgspec.field(
+        default_factory=cpu_count
+    )
 
     def __post_init__(self) -> None:
         if self.pool_min_size > self.pool_max_size:
@@ -87,7 +95,23 @@ ENV_NAMES: Mapping[str, str] = {
     "shutdown_grace": "RAWPOST_SHUTDOWN_GRACE",
     "migrations_dir": "RAWPOST_MIGRATIONS_DIR",
     "rehearsal_file": "RAWPOST_REHEARSAL_FILE",
+    "jwt_secret": "RAWPOST_JWT_SECRET",
+    "jwt_previous_secret": "RAWPOST_JWT_PREVIOUS_SECRET",
+    "access_token_ttl": "RAWPOST_ACCESS_TOKEN_TTL",
+    "refresh_token_ttl": "RAWPOST_REFRESH_TOKEN_TTL",
+    "hash_threads": "RAWPOST_HASH_THREADS",
 }
+
+JWT_SECRET_MIN_BYTES = 32
+# Values that appear in this project's docs and examples: never a real secret.
+EXAMPLE_SECRETS = frozenset(
+    {
+        "change-me",
+        "change-me-to-32-or-more-random-bytes",
+        "change-me-to-at-least-32-random-bytes-please",
+        "secret",
+    }
+)
 
 
 # prometheus_client's own variable: set by `rawpost serve` for its worker processes
@@ -105,6 +129,25 @@ class SettingsError(Exception):
 
 
 _ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "false": "off", "0": "off"}
+
+
+def check_jwt_secrets(settings: Settings) -> None:
+    """Refuse a missing, short or example signing secret, naming the variable."""
+    for value, name, required in (
+        (settings.jwt_secret, "RAWPOST_JWT_SECRET", True),
+        (settings.jwt_previous_secret, "RAWPOST_JWT_PREVIOUS_SECRET", False),
+    ):
+        if value is None:
+            if required:
+                raise SettingsError(
+                    f"{name} is not set: set it to {JWT_SECRET_MIN_BYTES} or more random bytes"
+                    " (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                )
+            continue
+        if len(value.encode()) < JWT_SECRET_MIN_BYTES:
+            raise SettingsError(f"{name} is too short: use {JWT_SECRET_MIN_BYTES} or more bytes")
+        if value in EXAMPLE_SECRETS:
+            raise SettingsError(f"{name} is an example value from the docs: generate your own")
 
 
 def load_settings(

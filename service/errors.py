@@ -2,6 +2,8 @@
 
 DomainError
 ├── BadRequestError          400  (bad cursor, NUL byte caught by PostgreSQL, ...)
+├── UnauthorizedError        401  (no token where one is needed, or a bad one)
+├── ForbiddenError           403  (a known caller who may not do this to a visible row)
 ├── NotFoundError            404
 ├── ConflictError            409  (unique violation)
 ├── UnprocessableError       422  (foreign key, deleted author)
@@ -43,6 +45,14 @@ class DomainError(Exception):
 
 class BadRequestError(DomainError):
     status, slug, title = 400, "bad-request", "Bad Request"
+
+
+class UnauthorizedError(DomainError):
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+
+class ForbiddenError(DomainError):
+    status, slug, title = 403, "forbidden", "Forbidden"
 
 
 class NotFoundError(DomainError):
@@ -139,6 +149,10 @@ def problem_response(
     headers = dict(headers or {})
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if status == 401:
+        # RFC 6750: the scheme the client should use.
+        headers["WWW-Authenticate"] = 'Bearer realm="rawpost"'
+
     return Response(
         Problem(type=f"/problems/{slug}", title=title, status=status, detail=detail, errors=errors),
         status_code=status,
@@ -239,7 +253,11 @@ def _request_extra(request: Request[Any, Any, Any]) -> dict[str, str]:
 _DOCUMENTED = {
     400: "Malformed JSON, wrong types, unknown or missing fields, a value outside its"
     " constraints, a bad cursor or query parameter, or an invalid UUID in the path.",
-    404: "The row does not exist or is soft-deleted.",
+    401: "No bearer token where the route needs a caller, or a token that is malformed,"
+    " expired, badly signed, revoked, or whose user is deleted (on any route: a token sent"
+    " to a public route is checked too). Carries `WWW-Authenticate: Bearer`.",
+    403: "The caller is known but may not do this to a row it can see.",
+    404: "The row does not exist, is soft-deleted, or is a draft the caller may not see.",
     409: "Unique violation: the email is already used by a live user (ignoring case).",
     413: "The request body is over the configured limit (RAWPOST_BODY_LIMIT, default 1 MiB).",
     422: "Well-formed but semantically invalid, e.g. a post for an author that does not exist.",
@@ -264,8 +282,10 @@ __all__ = [
     "ConflictError",
     "DomainError",
     "FieldError",
+    "ForbiddenError",
     "NotFoundError",
     "Problem",
+    "UnauthorizedError",
     "UnavailableError",
     "UnprocessableError",
     "handle_exception",

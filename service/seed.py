@@ -230,7 +230,7 @@ def fill(url: str, data: DataSet, *, force: bool) -> tuple[int, int]:
             )
         # TRUNCATE in this transaction lets COPY write frozen rows (FREEZE): no later
         # hint-bit rewrite of every page, and the visibility map is set for index-only scans.
-        conn.execute("TRUNCATE posts, users")
+        conn.execute("TRUNCATE posts, refresh_tokens, auth_events, users")
         _copy(conn, _USER_COPY, data.users(), total=data.users_total, label="users")
         _copy(conn, _POST_COPY, data.posts(), total=data.posts_total, label="posts")
         conn.commit()
@@ -329,4 +329,9 @@ def seed(
         f"seeded {users:,} users and {posts:,} posts in {time.monotonic() - started:.1f} s;"
         f" {len(data.sample_user_ids)} user ids and {len(data.sample_post_ids)} post ids"
         f" in {ids_file}"
+    )
+    # Seeded users have no password: load tests act as them with minted access tokens.
+    click.echo(
+        "seeded users have no password; to act as them, mint access tokens with"
+        " `rawpost token USER_ID...` (`rawpost bench` does so for create_post)"
     )

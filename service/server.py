@@ -31,6 +31,8 @@ def run(settings: Settings) -> None:
     # The workers read their settings from the environment (service.asgi:create), and
     # prometheus_client reads its folder when first imported: set both before that.
     os.environ["DATABASE_URL"] = settings.database_url
+    if settings.jwt_secret:  # the embedded database's generated one, if not already set
+        os.environ["RAWPOST_JWT_SECRET"] = settings.jwt_secret
     os.environ[METRICS_DIR_ENV] = str(metrics_dir)
     try:
         check_app_imports()

@@ -19,7 +19,17 @@ from service import migrate
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.embedded import create_database, drop_database, with_database
-from tests.helpers import scratch_database
+from tests.helpers import (
+    TEST_ENV,
+    TEST_JWT_SECRET,
+    bearer,
+    insert_admin,
+    mint_token,
+    scratch_database,
+)
+
+# Servers the tests start as processes inherit the environment: give them the secret.
+os.environ.setdefault("RAWPOST_JWT_SECRET", TEST_JWT_SECRET)
 
 
 @pytest.fixture(scope="session")
@@ -77,13 +87,31 @@ def db(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return load_settings(
-        environ={},
+        environ=TEST_ENV,
         overrides={"database_url": db_url, "pool_min_size": 1, "startup_timeout": 5},
     )
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
-    """The real app (real lifespan, real pool) on the test's own database."""
+def api(settings: Settings) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    """The real app (real lifespan, real pool) on the test's own database; requests are
+    anonymous unless they carry a token."""
     with TestClient(app=create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def admin_id(db_url: str) -> str:
+    return insert_admin(db_url)
+
+
+@pytest.fixture
+def admin_token(admin_id: str) -> str:
+    return mint_token(admin_id)
+
+
+@pytest.fixture
+def client(api: TestClient, admin_token: str) -> TestClient:  # type: ignore[type-arg]
+    """`api`, signed in as an admin (who may do and see everything) on every request."""
+    api.headers.update(bearer(admin_token))
+    return api

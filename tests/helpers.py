@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TypeAlias
 
 import httpx
+import jwt
 import psycopg
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -20,6 +22,13 @@ from service.config import MIGRATIONS_DIR
 from service.embedded import create_database, drop_database, with_database
 
 Client: TypeAlias = TestClient[Litestar]
+
+# The signing secret every test app and test server uses (never an example value).
+TEST_JWT_SECRET = "rawpost-tests-signing-secret-0123456789abcdef"
+TEST_ENV = {"RAWPOST_JWT_SECRET": TEST_JWT_SECRET}
+# A password every test user signs up with (12..128 characters).
+PASSWORD = "correct horse battery staple"
+ADMIN_EMAIL = "admin@rawpost.test"
 DB: TypeAlias = psycopg.Connection[tuple[object, ...]]
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
@@ -71,3 +80,46 @@ def migrate_to(url: str, target: str) -> None:
             backend.apply_migrations(backend.to_apply(migrations[: ids.index(target) + 1]))
     finally:
         backend.connection.close()
+
+
+def mint_token(
+    user_id: object,
+    *,
+    secret: str = TEST_JWT_SECRET,
+    ttl: int = 900,
+    issued_at: int | None = None,
+    jti: str | None = None,
+    **claims: object,
+) -> str:
+    """An access token as operators and load tests mint it: the four claims, HS256."""
+    now = int(time.time()) if issued_at is None else issued_at
+    payload: dict[str, object] = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": jti or uuid.uuid4().hex,
+        **claims,
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def insert_admin(db_url: str, email: str = ADMIN_EMAIL) -> str:
+    """An admin straight in the database (as `rawpost users promote` would make one), dated
+    long ago so that it sorts after every user a test creates."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO users (email, name, role, created_at, updated_at)"
+            " VALUES (%s, 'Admin', 'admin', '2000-01-01Z', '2000-01-01Z') RETURNING id",
+            (email,),
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def without_admin(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page's users other than the fixture's admin."""
+    return [item for item in items if item.get("email") != ADMIN_EMAIL]

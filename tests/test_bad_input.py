@@ -26,7 +26,7 @@ from psycopg import sql
 
 from service.app import create_app
 from service.config import load_settings
-from tests.helpers import scratch_database
+from tests.helpers import PASSWORD, TEST_ENV, bearer, insert_admin, mint_token, scratch_database
 
 Client: TypeAlias = TestClient[Litestar]
 Db: TypeAlias = psycopg.Connection[tuple[object, ...]]
@@ -81,16 +81,21 @@ def shared_db(shared_db_url: str) -> Iterator[Db]:
 @pytest.fixture(scope="module")
 def shared_client(shared_db_url: str) -> Iterator[Client]:
     settings = load_settings(
-        environ={},
+        environ=TEST_ENV,
         overrides={"database_url": shared_db_url, "pool_min_size": 1, "startup_timeout": 5},
     )
     with TestClient(app=create_app(settings)) as client:
+        # Signed in as an admin, who may do anything: every bad input meets the validation
+        # of a request that would otherwise be allowed.
+        client.headers.update(bearer(mint_token(insert_admin(shared_db_url))))
         yield client
 
 
 @pytest.fixture(scope="module")
 def seed(shared_client: Client) -> Seed:
-    user = shared_client.post("/api/users", json={"email": "seed@example.com", "name": "Seed"})
+    user = shared_client.post(
+        "/api/users", json={"email": "seed@example.com", "name": "Seed", "password": PASSWORD}
+    )
     assert user.status_code == 201, user.text
     post = shared_client.post(
         "/api/posts",
@@ -181,17 +186,18 @@ BODY_ROUTES: dict[str, tuple[str, str]] = {
 # Every field each body route accepts; the required ones are the create routes' fields
 # without a default.
 FIELDS: dict[str, tuple[str, ...]] = {
-    "create_user": ("email", "name"),
+    "create_user": ("email", "name", "password"),
     "update_user": ("email", "name"),
     "create_post": ("author_id", "title", "content", "published"),
     "update_post": ("title", "content", "published"),
 }
+# v2: a post's author_id is optional (left out, the post is the caller's).
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "create_user": ("email", "name"),
-    "create_post": ("author_id", "title", "content"),
+    "create_user": ("email", "name", "password"),
+    "create_post": ("title", "content"),
 }
 STRING_FIELDS: dict[str, tuple[str, ...]] = {
-    "create_user": ("email", "name"),
+    "create_user": ("email", "name", "password"),
     "update_user": ("email", "name"),
     "create_post": ("author_id", "title", "content"),
     "update_post": ("title", "content"),
@@ -201,7 +207,7 @@ STRING_FIELDS: dict[str, tuple[str, ...]] = {
 def valid_body(route: str, seed: Seed) -> dict[str, object]:
     """A body the route would accept; each case breaks exactly one thing in it."""
     bodies: dict[str, dict[str, object]] = {
-        "create_user": {"email": "fresh@example.com", "name": "Fresh"},
+        "create_user": {"email": "fresh@example.com", "name": "Fresh", "password": PASSWORD},
         "update_user": {"email": "renamed@example.com", "name": "Renamed"},
         "create_post": {
             "author_id": seed.user_id,
@@ -250,7 +256,9 @@ def test_malformed_json_body_is_400_problem_and_changes_nothing(
 
 NOT_AN_OBJECT: dict[str, object] = {
     "empty_array": [],
-    "array_of_valid_object": [{"email": "fresh@example.com", "name": "Fresh"}],
+    "array_of_valid_object": [
+        {"email": "fresh@example.com", "name": "Fresh", "password": PASSWORD}
+    ],
     "integer": 42,
     "string": "text",
     "boolean": True,
@@ -406,6 +414,7 @@ OUT_OF_CONSTRAINTS: dict[str, dict[str, str]] = {
     },
     "title": {"empty": "", "201_chars": "t" * 201},
     "content": {"100001_chars": "c" * 100_001},
+    "password": {"empty": "", "11_chars": "p" * 11, "129_chars": "p" * 129},
 }
 
 
@@ -430,10 +439,12 @@ def test_values_at_their_limits_are_accepted(client: Client, db: Db) -> None:
     """The bounds the 400 cases probe sit exactly where the contract puts them."""
     email = "a" * 64 + "@" + "d" * 185 + ".com"
     assert len(email) == 254
-    user = client.post("/api/users", json={"email": email, "name": "  " + "n" * 100 + "\t"})
+    user = client.post(
+        "/api/users", json={"email": email, "name": "  " + "n" * 100 + "\t", "password": PASSWORD}
+    )
     assert user.status_code == 201, user.text
     assert user.json()["name"] == "n" * 100
-    short = client.post("/api/users", json={"email": "a@b", "name": "N"})
+    short = client.post("/api/users", json={"email": "a@b", "name": "N", "password": PASSWORD})
     assert short.status_code == 201, short.text
     post = client.post(
         "/api/posts",
@@ -455,6 +466,7 @@ NUL_VALUES: dict[str, dict[str, str]] = {
     "title": {"only_nul": "\u0000", "inside": "Ti\u0000tle", "at_end": "Title\u0000"},
     "content": {"only_nul": "\u0000", "inside": "con\u0000tent", "at_end": "content\u0000"},
     "author_id": {"only_nul": "\u0000", "after_uuid": "{user_id}\u0000"},
+    "password": {"inside": "twelve chars\u0000 and more", "at_end": "correct horse\u0000"},
 }
 
 
@@ -729,9 +741,11 @@ def test_body_over_1_mib_without_content_length_is_413_problem(
 
 def test_configured_body_limit_is_enforced_at_its_exact_size(db_url: str, db: Db) -> None:
     """body_limit=1000: a 1001-byte body is a 413; a 1000-byte one is served."""
-    settings = load_settings(environ={}, overrides={"database_url": db_url, "body_limit": 1000})
+    settings = load_settings(
+        environ=TEST_ENV, overrides={"database_url": db_url, "body_limit": 1000}
+    )
     with TestClient(app=create_app(settings)) as small:
-        body = encode({"email": "limit@example.com", "name": "Limit"})
+        body = encode({"email": "limit@example.com", "name": "Limit", "password": PASSWORD})
         over = body[:-1] + b" " * (1001 - len(body)) + b"}"
         at_limit = body[:-1] + b" " * (1000 - len(body)) + b"}"
         assert (len(over), len(at_limit)) == (1001, 1000)
@@ -745,7 +759,7 @@ def test_configured_body_limit_is_enforced_at_its_exact_size(db_url: str, db: Db
             assert_problem(chunked, 413)
         created = send(small, "POST", "/api/users", at_limit)
         assert created.status_code == 201, created.text
-        assert db.execute("SELECT count(*) FROM users").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM users WHERE role = 'user'").fetchone() == (1,)
 
 
 # --- routing -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from service.bench import (
 from service.db import SERVER_SETTINGS
 from service.seed import seed
 from service.sql import QUERIES
-from tests.helpers import DB, scratch_database
+from tests.helpers import DB, PASSWORD, scratch_database
 
 # -- pgbench scripts ----------------------------------------------------------------------
 
@@ -97,7 +97,9 @@ def test_each_benchmark_request_runs_the_statement_its_ceiling_measures(
     client: TestClient,  # type: ignore[type-arg]
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    created = client.post("/api/users", json={"email": "a@example.com", "name": "A"})
+    created = client.post(
+        "/api/users", json={"email": "a@example.com", "name": "A", "password": PASSWORD}
+    )
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
     post = {"author_id": user_id, "title": "t", "content": "c", "published": True}
@@ -106,7 +108,11 @@ def test_each_benchmark_request_runs_the_statement_its_ceiling_measures(
         "user_by_id": ("GET", f"/api/users/{user_id}", None),
         "posts_page": ("GET", "/api/posts?limit=20", None),
         "user_with_posts": ("GET", f"/api/users/{user_id}?include=posts", None),
-        "create_user": ("POST", "/api/users", {"email": "b@example.com", "name": "B"}),
+        "create_post": (
+            "POST",
+            "/api/posts",
+            {"title": "rawpost bench post", "content": "c", "published": True},
+        ),
     }
     assert set(requests) == {b.name for b in BENCHMARKS}
     for b in BENCHMARKS:
@@ -142,7 +148,7 @@ def _seed(db_url: str, ids_file: Path, users: int, posts: int) -> dict[str, Any]
     return sample
 
 
-def test_pgbench_runs_every_statement_and_the_bench_removes_the_users_it_created(
+def test_pgbench_runs_every_statement_and_the_bench_removes_the_rows_it_created(
     db_url: str, db: DB, tmp_path: Path
 ) -> None:
     sample = _seed(db_url, tmp_path / "ids.json", 200, 1000)
@@ -158,8 +164,8 @@ def test_pgbench_runs_every_statement_and_the_bench_removes_the_users_it_created
         assert result.tps > 0, name
         assert result.transactions > 0
         assert result.failed == 0
-    created = db.execute("SELECT count(*) FROM users").fetchone()
-    assert created is not None and int(str(created[0])) > 200
+    created = db.execute("SELECT count(*) FROM posts WHERE title = 'rawpost bench post'").fetchone()
+    assert created is not None and int(str(created[0])) > 0
     db.execute(
         "INSERT INTO users (email, name)"
         " VALUES ('bench-x-1-1@bench.rawpost.invalid', 'wrk'), ('x@example.com', 'kept')"
@@ -169,6 +175,9 @@ def test_pgbench_runs_every_statement_and_the_bench_removes_the_users_it_created
 
     live = db.execute("SELECT count(*) FROM users WHERE deleted_at IS NULL").fetchone()
     assert live == (201,)
+    left = db.execute("SELECT count(*) FROM posts WHERE title = 'rawpost bench post'").fetchone()
+    assert left == (0,)
+    assert db.execute("SELECT count(*) FROM posts").fetchone() == (1000,)
     assert db.execute("SELECT 1 FROM users WHERE email = 'x@example.com'").fetchone()
 
 
@@ -245,11 +254,12 @@ def test_parse_wrk_without_latencies_is_an_error() -> None:
 
 class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    seen: list[tuple[str, str, bytes]]
+    seen: list[tuple[str, str, bytes, str]]
 
     def _answer(self, status: int) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.seen.append((self.command, self.path, self.rfile.read(length)))
+        auth = self.headers.get("Authorization") or ""
+        self.seen.append((self.command, self.path, self.rfile.read(length), auth))
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -266,9 +276,9 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def recorder() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
+def recorder() -> Iterator[tuple[str, list[tuple[str, str, bytes, str]]]]:
     """A tiny HTTP server on loopback that records every request."""
-    seen: list[tuple[str, str, bytes]] = []
+    seen: list[tuple[str, str, bytes, str]] = []
     handler = type("Handler", (_Recorder,), {"seen": seen})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
@@ -283,21 +293,23 @@ def recorder() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
 
 
 def test_wrk_scripts_send_the_benchmark_requests(
-    recorder: tuple[str, list[tuple[str, str, bytes]]], tmp_path: Path
+    recorder: tuple[str, list[tuple[str, str, bytes, str]]], tmp_path: Path
 ) -> None:
     url, seen = recorder
     users = [str(uuid.uuid4()) for _ in range(5)]
     ids_file = tmp_path / "ids.json"
     ids_file.write_text(json.dumps({"users": users, "posts": [str(uuid.uuid4())]}))
+    tokens_file = tmp_path / "tokens.txt"
+    tokens_file.write_text("token-a\ntoken-b\n")
     wrk = kit.find_wrk()
-    emails: list[str] = []
+    authorizations: set[str] = set()
     for b in BENCHMARKS:
         seen.clear()
         result = kit.run_wrk(
             wrk,
             url,
             BENCH_DIR / b.script,
-            [str(ids_file), "testrun"],
+            [str(ids_file), "testrun", str(tokens_file)],
             connections=4,
             threads=2,
             seconds=1,
@@ -306,12 +318,16 @@ def test_wrk_scripts_send_the_benchmark_requests(
         assert result.errors == 0
         assert 0 < result.p50_ms <= result.p99_ms
         assert seen
-        for method, path, body in seen:
-            if b.name == "create_user":
-                assert (method, path) == ("POST", "/api/users")
+        for method, path, body, auth in seen:
+            if b.name == "create_post":
+                assert (method, path) == ("POST", "/api/posts")
                 payload = json.loads(body)
-                assert payload["name"] == "Bench User"
-                emails.append(payload["email"])
+                assert payload == {
+                    "title": "rawpost bench post",
+                    "content": "Written by rawpost bench.",
+                    "published": True,
+                }
+                authorizations.add(auth)
             elif b.name == "posts_page":
                 assert (method, path) == ("GET", "/api/posts?limit=20")
             else:
@@ -319,11 +335,8 @@ def test_wrk_scripts_send_the_benchmark_requests(
                 assert method == "GET"
                 assert path.removesuffix(suffix).removeprefix("/api/users/") in users
                 assert path.endswith(suffix)
-    assert len(emails) == len(set(emails)) > 0
-    assert all(e.startswith("bench-testrun-") for e in emails)
-    assert all(e.endswith("@bench.rawpost.invalid") for e in emails)
-    # Both wrk threads made some, from their own counters.
-    assert {e.split("-")[2] for e in emails} == {"1", "2"}
+    # Each request signed with one of the minted tokens, picked at random.
+    assert authorizations == {"Bearer token-a", "Bearer token-b"}
 
 
 def test_bench_says_so_when_wrk_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from service import migrate
+from tests.helpers import PASSWORD, TEST_ENV
 
 RAWPOST = [sys.executable, "-m", "service.cli"]
 
@@ -36,14 +37,33 @@ def _get(url: str) -> tuple[int, Any]:
 
 
 def _post(url: str, body: dict[str, object]) -> int:
+    return _post_json(url, body)[0]
+
+
+def _post_json(url: str, body: dict[str, object]) -> tuple[int, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=5) as response:
-        return int(response.status)
+        return int(response.status), json.loads(response.read())
+
+
+def _get_as(url: str, token: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def _env(**extra: str) -> dict[str, str]:
+    """The environment less rawpost's settings, with the tests' signing secret."""
+    return _bare_env(**TEST_ENV, **extra)
+
+
+def _bare_env(**extra: str) -> dict[str, str]:
+    """The environment less rawpost's settings (no signing secret either)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAWPOST_")}
     env.pop("DATABASE_URL", None)
     env.update(extra)
@@ -129,23 +149,38 @@ def test_serve_without_database_url_runs_an_embedded_database_that_keeps_its_dat
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "pgdata"
-    env = _env(RAWPOST_DATA_DIR=str(data_dir))
+    # No RAWPOST_JWT_SECRET: with the embedded database one is made and kept beside it.
+    env = _bare_env(RAWPOST_DATA_DIR=str(data_dir))
 
     first = Server(env)
     try:
         first.wait_live()
         assert _get(first.base + "/health/ready")[0] == 200
-        assert _post(first.base + "/api/users", {"email": "kept@x.io", "name": "Kept"}) == 201
+        assert (
+            _post(
+                first.base + "/api/users",
+                {"email": "kept@x.io", "name": "Kept", "password": PASSWORD},
+            )
+            == 201
+        )
+        status, pair = _post_json(
+            first.base + "/api/auth/token", {"email": "kept@x.io", "password": PASSWORD}
+        )
+        assert status == 200
     finally:
         assert first.interrupt() == 0
     assert not (data_dir / "postmaster.pid").exists(), "Ctrl-C left the embedded server running"
+    secret_file = tmp_path / "jwt-secret"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert len(secret_file.read_text().strip()) >= 32
 
     second = Server(env)
     try:
         second.wait_live()
-        status, body = _get(second.base + "/api/users?email=KEPT@x.io")
+        # The same secret after a restart: the first server's token still works.
+        status, body = _get_as(second.base + "/api/users/me", pair["access_token"])
         assert status == 200
-        assert [u["email"] for u in body["items"]] == ["kept@x.io"]
+        assert body["email"] == "kept@x.io"
     finally:
         assert second.interrupt() == 0
     assert not (data_dir / "postmaster.pid").exists()
@@ -165,4 +200,30 @@ def test_a_malformed_setting_stops_the_start_naming_the_variable(variable: str, 
     )
     assert result.returncode != 0
     assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "RAWPOST_JWT_SECRET is not set"),
+        ("too-short", "RAWPOST_JWT_SECRET is too short"),
+        ("change-me-to-32-or-more-random-bytes", "RAWPOST_JWT_SECRET is an example value"),
+    ],
+)
+def test_serve_with_database_url_refuses_a_missing_short_or_example_secret(
+    db_url: str, value: str | None, message: str
+) -> None:
+    extra = {"DATABASE_URL": db_url} | ({} if value is None else {"RAWPOST_JWT_SECRET": value})
+    result = subprocess.run(
+        [*RAWPOST, "serve"],
+        env=_bare_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"Error: {lines[-1].removeprefix('Error: ')}"], result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr

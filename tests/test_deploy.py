@@ -30,7 +30,7 @@ from yoyo import read_migrations
 
 from service import migrate
 from service.config import MIGRATIONS_DIR
-from tests.helpers import migrate_to
+from tests.helpers import TEST_JWT_SECRET, migrate_to
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -316,7 +316,12 @@ def test_the_api_container_command_serves_live_and_ready_and_stops_on_sigterm(
     port = _free_port()
     command = _executable(_on_loopback(api["command"]))
     env = _process_env(
-        image, api, DATABASE_URL=db_url, RAWPOST_PORT=str(port), RAWPOST_HOST="127.0.0.1"
+        image,
+        api,
+        DATABASE_URL=db_url,
+        RAWPOST_PORT=str(port),
+        RAWPOST_HOST="127.0.0.1",
+        RAWPOST_JWT_SECRET=TEST_JWT_SECRET,
     )
     log = tmp_path / "api.log"
     # WORKDIR /app holds only the code, which rawpost finds next to its package; a scratch

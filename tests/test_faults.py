@@ -43,6 +43,7 @@ from tests.faults_helpers import (
     users_locked,
     wait_until,
 )
+from tests.helpers import PASSWORD, bearer, mint_token
 
 HARD_LIMIT_SECONDS = 45
 
@@ -66,7 +67,11 @@ def hard_time_limit() -> Iterator[None]:
 def create_user(service: Service, email: str | None = None) -> str:
     response = httpx.post(
         service.base + "/api/users",
-        json={"email": email or f"{uuid.uuid4().hex[:12]}@example.com", "name": "Fault"},
+        json={
+            "email": email or f"{uuid.uuid4().hex[:12]}@example.com",
+            "name": "Fault",
+            "password": PASSWORD,
+        },
         timeout=5,
     )
     assert response.status_code == 201, response.text
@@ -78,7 +83,8 @@ def create_posts(service: Service, author_id: str, count: int) -> None:
     for i in range(count):
         response = httpx.post(
             service.base + "/api/posts",
-            json={"author_id": author_id, "title": f"post {i}", "content": "x"},
+            json={"title": f"post {i}", "content": "x", "published": True},
+            headers=bearer(mint_token(author_id)),
             timeout=5,
         )
         assert response.status_code == 201, response.text
@@ -323,7 +329,11 @@ def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_0(
                     in_flight,
                     "POST",
                     f"{service.base}/api/users",
-                    json={"email": "inflight@example.com", "name": "In Flight"},
+                    json={
+                        "email": "inflight@example.com",
+                        "name": "In Flight",
+                        "password": PASSWORD,
+                    },
                 )
             )
             wait_until(
@@ -393,7 +403,7 @@ def test_client_hanging_up_after_a_keyed_post_then_retrying_gets_one_row(
         samples: list[Sample] = []
 
         # a) The client hangs up while its insert waits; it retries while the first runs.
-        payload = {"email": "cut-client@example.com", "name": "Cut"}
+        payload = {"email": "cut-client@example.com", "name": "Cut", "password": PASSWORD}
         with ThreadPoolExecutor(max_workers=1) as executor, users_locked(db_url) as release:
             hang_up = send_and_hang_up(
                 service.port, "/api/users", encoded(payload), {"Idempotency-Key": "cut-client"}
@@ -419,7 +429,7 @@ def test_client_hanging_up_after_a_keyed_post_then_retrying_gets_one_row(
         assert response.json()["id"] == user_id_of(db, payload["email"])
 
         # b) The client hangs up the moment its request is sent, then retries at once.
-        payload = {"email": "cut-at-once@example.com", "name": "Cut"}
+        payload = {"email": "cut-at-once@example.com", "name": "Cut", "password": PASSWORD}
         hang_up = send_and_hang_up(
             service.port, "/api/users", encoded(payload), {"Idempotency-Key": "cut-at-once"}
         )
@@ -448,7 +458,7 @@ def test_lost_commit_answer_gives_503_and_the_keyed_retry_replays_the_one_row(
 ) -> None:
     with relay_to(db_url) as relay, running_service(tmp_path, relay.url) as service:
         service.wait_status("/health/ready", 200, timeout=30)
-        payload = {"email": "lost-commit@example.com", "name": "Lost"}
+        payload = {"email": "lost-commit@example.com", "name": "Lost", "password": PASSWORD}
         relay.cut_after_commit()
         first_sample, first = keyed_post(service, "lost-commit", payload)
         committed = count_users(db, payload["email"])
@@ -490,7 +500,7 @@ def test_backend_killed_during_a_keyed_post_is_retried_or_503_and_never_doubles(
             return len(killed)
 
         # a) Killed once before COMMIT: the whole transaction runs again, the client sees 201.
-        once = {"email": "killed-once@example.com", "name": "Once"}
+        once = {"email": "killed-once@example.com", "name": "Once", "password": PASSWORD}
         with ThreadPoolExecutor(max_workers=1) as executor:
             with users_locked(db_url) as release:
                 request = executor.submit(keyed_post, service, "killed-once", once)
@@ -502,7 +512,7 @@ def test_backend_killed_during_a_keyed_post_is_retried_or_503_and_never_doubles(
         assert count_users(db, once["email"]) == 1
 
         # b) Killed on every attempt: 503; nothing committed; the keyed retry makes one row.
-        every = {"email": "killed-always@example.com", "name": "Always"}
+        every = {"email": "killed-always@example.com", "name": "Always", "password": PASSWORD}
         with ThreadPoolExecutor(max_workers=1) as executor, users_locked(db_url):
             request = executor.submit(keyed_post, service, "killed-always", every)
             kills_every = kill_waiting_backends(request, attempts + 1)

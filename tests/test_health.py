@@ -21,6 +21,7 @@ from yoyo import get_backend, read_migrations
 from service import migrate
 from service.app import create_app
 from service.config import MIGRATIONS_DIR, Settings, load_settings
+from tests.helpers import TEST_ENV
 
 Client: TypeAlias = TestClient[Litestar]
 Json: TypeAlias = dict[str, Any]
@@ -30,7 +31,7 @@ MIGRATION_IDS = migrate.migration_ids()
 
 def _app_settings(database_url: str) -> Settings:
     return load_settings(
-        environ={},
+        environ=TEST_ENV,
         overrides={"database_url": database_url, "pool_min_size": 1, "startup_timeout": 5},
     )
 
@@ -287,7 +288,7 @@ def test_openapi_is_3_1_and_lists_every_contract_route(openapi: Json) -> None:
 def test_openapi_request_bodies_carry_the_contract_constraints(openapi: Json) -> None:
     ops = operations(openapi)
     create_user = request_schema(openapi, ops[("POST", "/api/users")])
-    assert set(create_user["required"]) == {"email", "name"}
+    assert set(create_user["required"]) == {"email", "name", "password"}
     email = create_user["properties"]["email"]
     assert (constraint(email, "minLength"), constraint(email, "maxLength")) == (3, 254)
     assert constraint(email, "pattern") or constraint(email, "format") == "email"
@@ -298,7 +299,8 @@ def test_openapi_request_bodies_carry_the_contract_constraints(openapi: Json) ->
     assert not update_user.get("required")
 
     create_post = request_schema(openapi, ops[("POST", "/api/posts")])
-    assert set(create_post["required"]) == {"author_id", "title", "content"}
+    # v2: author_id is optional (left out, the post is the caller's).
+    assert set(create_post["required"]) == {"title", "content"}
     props = create_post["properties"]
     assert constraint(props["author_id"], "format") == "uuid"
     assert (constraint(props["title"], "minLength"), constraint(props["title"], "maxLength")) == (

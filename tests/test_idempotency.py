@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from tests.helpers import DB, Client, assert_problem, body_of
+from tests.helpers import DB, PASSWORD, Client, assert_problem, body_of
 
 
 def _users(db: DB) -> int:
-    row = db.execute("SELECT count(*) FROM users").fetchone()
+    row = db.execute("SELECT count(*) FROM users WHERE role = 'user'").fetchone()
     assert row is not None
     return int(str(row[0]))
 
@@ -16,7 +16,7 @@ def _users(db: DB) -> int:
 def test_same_key_and_body_return_the_first_response_and_store_one_row(
     client: Client, db: DB
 ) -> None:
-    payload = {"email": "ada@x.io", "name": "Ada"}
+    payload = {"email": "ada@x.io", "name": "Ada", "password": PASSWORD}
     first = client.post("/api/users", json=payload, headers={"Idempotency-Key": "k-1"})
     again = client.post("/api/users", json=payload, headers={"Idempotency-Key": "k-1"})
     assert first.status_code == again.status_code == 201
@@ -29,27 +29,53 @@ def test_same_key_and_body_return_the_first_response_and_store_one_row(
 
 def test_same_key_with_another_body_is_422_and_changes_nothing(client: Client, db: DB) -> None:
     headers = {"Idempotency-Key": "k-2"}
-    body_of(client.post("/api/users", json={"email": "a@x.io", "name": "A"}, headers=headers), 201)
-    other = client.post("/api/users", json={"email": "b@x.io", "name": "B"}, headers=headers)
+    body_of(
+        client.post(
+            "/api/users",
+            json={"email": "a@x.io", "name": "A", "password": PASSWORD},
+            headers=headers,
+        ),
+        201,
+    )
+    other = client.post(
+        "/api/users", json={"email": "b@x.io", "name": "B", "password": PASSWORD}, headers=headers
+    )
     assert "Idempotency-Key" in assert_problem(other, 422)["detail"]
     assert _users(db) == 1
 
 
 def test_a_failed_request_does_not_use_up_its_key(client: Client, db: DB) -> None:
-    body_of(client.post("/api/users", json={"email": "taken@x.io", "name": "A"}), 201)
+    body_of(
+        client.post("/api/users", json={"email": "taken@x.io", "name": "A", "password": PASSWORD}),
+        201,
+    )
     headers = {"Idempotency-Key": "k-3"}
     assert_problem(
-        client.post("/api/users", json={"email": "TAKEN@x.io", "name": "B"}, headers=headers), 409
+        client.post(
+            "/api/users",
+            json={"email": "TAKEN@x.io", "name": "B", "password": PASSWORD},
+            headers=headers,
+        ),
+        409,
     )
-    db.execute("UPDATE users SET email = 'moved@x.io'")
-    retried = client.post("/api/users", json={"email": "TAKEN@x.io", "name": "B"}, headers=headers)
+    db.execute("UPDATE users SET email = 'moved@x.io' WHERE role = 'user'")
+    retried = client.post(
+        "/api/users",
+        json={"email": "TAKEN@x.io", "name": "B", "password": PASSWORD},
+        headers=headers,
+    )
     assert body_of(retried, 201)["email"] == "TAKEN@x.io"
 
 
 def test_keys_are_per_route(client: Client) -> None:
     headers = {"Idempotency-Key": "shared"}
     user = body_of(
-        client.post("/api/users", json={"email": "a@x.io", "name": "A"}, headers=headers), 201
+        client.post(
+            "/api/users",
+            json={"email": "a@x.io", "name": "A", "password": PASSWORD},
+            headers=headers,
+        ),
+        201,
     )
     post = client.post(
         "/api/posts",
@@ -60,7 +86,9 @@ def test_keys_are_per_route(client: Client) -> None:
 
 
 def test_posts_and_restores_accept_keys(client: Client, db: DB) -> None:
-    user = body_of(client.post("/api/users", json={"email": "a@x.io", "name": "A"}), 201)
+    user = body_of(
+        client.post("/api/users", json={"email": "a@x.io", "name": "A", "password": PASSWORD}), 201
+    )
     payload = {"author_id": user["id"], "title": "T", "content": "C"}
     one = client.post("/api/posts", json=payload, headers={"Idempotency-Key": "p"})
     two = client.post("/api/posts", json=payload, headers={"Idempotency-Key": "p"})
@@ -74,7 +102,7 @@ def test_posts_and_restores_accept_keys(client: Client, db: DB) -> None:
 
 
 def test_concurrent_requests_with_one_key_create_one_row(client: Client, db: DB) -> None:
-    payload = {"email": "race@x.io", "name": "Race"}
+    payload = {"email": "race@x.io", "name": "Race", "password": PASSWORD}
     statuses: list[int] = []
     bodies: list[object] = []
 
@@ -96,7 +124,9 @@ def test_concurrent_requests_with_one_key_create_one_row(client: Client, db: DB)
 def test_a_malformed_key_is_400(client: Client, db: DB) -> None:
     for bad in ["", "x" * 201, "has space", "tab\there"]:
         response = client.post(
-            "/api/users", json={"email": "a@x.io", "name": "A"}, headers={"Idempotency-Key": bad}
+            "/api/users",
+            json={"email": "a@x.io", "name": "A", "password": PASSWORD},
+            headers={"Idempotency-Key": bad},
         )
         assert_problem(response, 400)
     assert _users(db) == 0

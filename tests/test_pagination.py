@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import DB, Client, assert_problem, body_of, parse_ts
+from tests.helpers import DB, PASSWORD, Client, assert_problem, body_of, parse_ts, without_admin
 
 DEFAULT_LIMIT = 20
 BASE64URL = re.compile(r"^[A-Za-z0-9_-]+=*$")
@@ -123,8 +123,18 @@ def seed(client: Client, db: DB) -> Seed:
     )
     db.execute("UPDATE users SET deleted_at = now() WHERE id = ANY(%s::uuid[])", (gone,))
 
-    ada = body_of(client.post("/api/users", json={"email": "ada@example.com", "name": "Ada"}), 201)
-    bob = body_of(client.post("/api/users", json={"email": "bob@example.com", "name": "Bob"}), 201)
+    ada = body_of(
+        client.post(
+            "/api/users", json={"email": "ada@example.com", "name": "Ada", "password": PASSWORD}
+        ),
+        201,
+    )
+    bob = body_of(
+        client.post(
+            "/api/users", json={"email": "bob@example.com", "name": "Bob", "password": PASSWORD}
+        ),
+        201,
+    )
 
     ada_posts = insert_posts(db, ada["id"], created_ats(33, tie=3))
     insert_posts(db, bob["id"], created_ats(20, tie=5, start=BASE - timedelta(microseconds=1)))
@@ -143,6 +153,8 @@ VISIBLE_POSTS = """
     WHERE p.deleted_at IS NULL AND u.deleted_at IS NULL {extra}
     ORDER BY p.created_at DESC, p.id DESC
 """
+# The `client` fixture signs in as an admin: one more live user, older than all others.
+ADMIN_ROWS = 1
 LIVE_USERS = "SELECT id FROM users WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC"
 
 
@@ -156,16 +168,19 @@ class Listing:
 def listing(name: str, s: Seed, db: DB) -> Listing:
     if name == "users":
         return Listing("/api/users", {}, ids_of(db, LIVE_USERS))
+    # v2: /api/posts lists published posts only, whoever asks (the client is an admin).
     if name == "posts":
-        return Listing("/api/posts", {}, ids_of(db, VISIBLE_POSTS.format(extra="")))
+        sql = VISIBLE_POSTS.format(extra="AND p.published")
+        return Listing("/api/posts", {}, ids_of(db, sql))
     if name == "posts?published=true":
         sql = VISIBLE_POSTS.format(extra="AND p.published")
         return Listing("/api/posts", {"published": "true"}, ids_of(db, sql))
-    if name == "posts?published=false":
-        sql = VISIBLE_POSTS.format(extra="AND NOT p.published")
-        return Listing("/api/posts", {"published": "false"}, ids_of(db, sql))
+    if name == "users/{id}/posts?published=false":
+        # Drafts are listed only here (to their author and admins; the client is an admin).
+        sql = VISIBLE_POSTS.format(extra="AND p.author_id = %s AND NOT p.published")
+        return Listing(f"/api/users/{s.ada}/posts", {"published": "false"}, ids_of(db, sql, s.ada))
     if name == "posts?author_id":
-        sql = VISIBLE_POSTS.format(extra="AND p.author_id = %s")
+        sql = VISIBLE_POSTS.format(extra="AND p.author_id = %s AND p.published")
         return Listing("/api/posts", {"author_id": s.ada}, ids_of(db, sql, s.ada))
     if name == "posts?author_id&published=true":
         sql = VISIBLE_POSTS.format(extra="AND p.author_id = %s AND p.published")
@@ -181,7 +196,7 @@ LISTINGS = [
     "users",
     "posts",
     "posts?published=true",
-    "posts?published=false",
+    "users/{id}/posts?published=false",
     "posts?author_id",
     "posts?author_id&published=true",
     "users/{id}/posts",
@@ -216,19 +231,24 @@ def test_walking_users_with_more_rows_than_the_largest_page(client: Client, db: 
         pages = walk(client, "/api/users", {}, limit)
         assert_full_walk(pages, expected, limit or DEFAULT_LIMIT)
         if limit == 100:
-            assert [len(p) for p in pages] == [100, 100, 30]
+            assert [len(p) for p in pages] == [100, 100, 30 + ADMIN_ROWS]
 
 
 def test_limit_100_returns_100_posts_in_one_page(client: Client, db: DB) -> None:
-    author = body_of(client.post("/api/users", json={"email": "a@example.com", "name": "A"}), 201)
-    insert_posts(db, author["id"], created_ats(100))
+    author = body_of(
+        client.post(
+            "/api/users", json={"email": "a@example.com", "name": "A", "password": PASSWORD}
+        ),
+        201,
+    )
+    insert_posts(db, author["id"], created_ats(100), published=True)
     page = body_of(client.get("/api/posts", params={"limit": "100"}), 200)
     assert len(page["items"]) == 100
     assert page["next_cursor"] is None
 
 
 def test_last_page_has_null_cursor_when_rows_fill_pages_exactly(client: Client, db: DB) -> None:
-    insert_users(db, created_ats(40))
+    insert_users(db, created_ats(40 - ADMIN_ROWS))
     for limit in (1, 5, 20):
         pages = walk(client, "/api/users", {}, limit)
         assert len(pages) == 40 // limit
@@ -237,9 +257,11 @@ def test_last_page_has_null_cursor_when_rows_fill_pages_exactly(client: Client, 
 
 def test_single_partial_page_has_null_cursor(client: Client) -> None:
     for i in range(3):
-        client.post("/api/users", json={"email": f"u{i}@example.com", "name": "U"})
+        client.post(
+            "/api/users", json={"email": f"u{i}@example.com", "name": "U", "password": PASSWORD}
+        )
     page = body_of(client.get("/api/users", params={"limit": "5"}), 200)
-    assert len(page["items"]) == 3
+    assert len(page["items"]) == 3 + ADMIN_ROWS
     assert page["next_cursor"] is None
 
 
@@ -248,15 +270,20 @@ def test_rows_with_identical_created_at_are_ordered_by_id_descending(
 ) -> None:
     ids = insert_users(db, [BASE] * 12)
     pages = walk(client, "/api/users", {}, 5)
-    got = [item["id"] for page in pages for item in page]
+    got = [item["id"] for page in pages for item in without_admin(page)]
     assert got == sorted(ids, key=uuid.UUID, reverse=True)
-    assert [len(p) for p in pages] == [5, 5, 2]
+    assert [len(p) for p in pages] == [5, 5, 2 + ADMIN_ROWS]
 
 
 def test_posts_with_identical_created_at_are_ordered_by_id_descending_on_every_post_list(
     client: Client, db: DB
 ) -> None:
-    author = body_of(client.post("/api/users", json={"email": "t@example.com", "name": "T"}), 201)
+    author = body_of(
+        client.post(
+            "/api/users", json={"email": "t@example.com", "name": "T", "password": PASSWORD}
+        ),
+        201,
+    )
     ids = insert_posts(db, author["id"], [BASE] * 9, published=True)
     expected = sorted(ids, key=uuid.UUID, reverse=True)
     for path, params in [
@@ -271,11 +298,16 @@ def test_posts_with_identical_created_at_are_ordered_by_id_descending_on_every_p
 
 def test_users_made_over_http_page_newest_first(client: Client) -> None:
     made = [
-        body_of(client.post("/api/users", json={"email": f"h{i}@example.com", "name": "H"}), 201)
+        body_of(
+            client.post(
+                "/api/users", json={"email": f"h{i}@example.com", "name": "H", "password": PASSWORD}
+            ),
+            201,
+        )
         for i in range(5)
     ]
     pages = walk(client, "/api/users", {}, 2)
-    assert [item for page in pages for item in page] == list(reversed(made))
+    assert [item for page in pages for item in without_admin(page)] == list(reversed(made))
 
 
 def test_email_filter_is_one_page_with_null_cursor(client: Client, db: DB) -> None:
@@ -295,7 +327,13 @@ def insert_during_walk(client: Client, db: DB, name: str, s: Seed, tied_with: da
     oldest = BASE - timedelta(days=365)
     if name == "users":
         n = uuid.uuid4().hex[:8]
-        body_of(client.post("/api/users", json={"email": f"new{n}@example.com", "name": "N"}), 201)
+        body_of(
+            client.post(
+                "/api/users",
+                json={"email": f"new{n}@example.com", "name": "N", "password": PASSWORD},
+            ),
+            201,
+        )
         insert_users(db, [tied_with, tied_with, oldest], prefix=f"mid{n}")
         return
     author = s.bob if "published=true" in name and "author_id" in name else s.ada
@@ -375,7 +413,12 @@ PAGED_PATHS = ["/api/users", "/api/posts", "/api/users/{id}/posts"]
 
 @pytest.mark.parametrize("path", PAGED_PATHS)
 def test_forged_or_corrupt_cursor_is_400(client: Client, path: str) -> None:
-    user = body_of(client.post("/api/users", json={"email": "c@example.com", "name": "C"}), 201)
+    user = body_of(
+        client.post(
+            "/api/users", json={"email": "c@example.com", "name": "C", "password": PASSWORD}
+        ),
+        201,
+    )
     for cursor in CORRUPT_CURSORS:
         response = client.get(path.format(id=user["id"]), params={"cursor": cursor})
         assert_problem(response, 400)
@@ -383,7 +426,12 @@ def test_forged_or_corrupt_cursor_is_400(client: Client, path: str) -> None:
 
 @pytest.mark.parametrize("path", PAGED_PATHS)
 def test_limit_outside_1_to_100_or_not_an_integer_is_400(client: Client, path: str) -> None:
-    user = body_of(client.post("/api/users", json={"email": "l@example.com", "name": "L"}), 201)
+    user = body_of(
+        client.post(
+            "/api/users", json={"email": "l@example.com", "name": "L", "password": PASSWORD}
+        ),
+        201,
+    )
     for limit in ("0", "101", "-1", "ten", "1.5"):
         response = client.get(path.format(id=user["id"]), params={"limit": limit})
         assert_problem(response, 400)

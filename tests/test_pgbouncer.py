@@ -19,7 +19,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.config import load_settings
 from service.db import SERVER_SETTINGS
-from tests.helpers import DB, body_of
+from tests.helpers import DB, PASSWORD, TEST_ENV, bearer, body_of, mint_token
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 4
@@ -103,7 +103,7 @@ def test_every_kind_of_request_works_behind_pgbouncer_in_transaction_mode(
     bouncer_url: str, db: DB
 ) -> None:
     settings = load_settings(
-        environ={},
+        environ=TEST_ENV,
         overrides={
             "database_url": bouncer_url,
             "statement_cache_size": 0,
@@ -116,25 +116,27 @@ def test_every_kind_of_request_works_behind_pgbouncer_in_transaction_mode(
             user = body_of(
                 client.post(
                     "/api/users",
-                    json={"email": f"u{i}@x.io", "name": f"U{i}"},
+                    json={"email": f"u{i}@x.io", "name": f"U{i}", "password": PASSWORD},
                     headers={"Idempotency-Key": f"k{i}"},
                 ),
                 201,
             )
+            # The user's own token: the caller look-up and the posts' rules behind PgBouncer.
+            own = bearer(mint_token(user["id"]))
             post = body_of(
-                client.post(
-                    "/api/posts", json={"author_id": user["id"], "title": "T", "content": "C"}
-                ),
-                201,
+                client.post("/api/posts", json={"title": "T", "content": "C"}, headers=own), 201
             )
-            assert body_of(client.get(f"/api/posts/{post['id']}"), 200) == post
-            assert body_of(client.get(f"/api/users/{user['id']}?include=posts"), 200)["posts"]
-            body_of(client.patch(f"/api/users/{user['id']}", json={"name": "V"}), 200)
+            assert body_of(client.get(f"/api/posts/{post['id']}", headers=own), 200) == post
+            embedded = client.get(f"/api/users/{user['id']}?include=posts", headers=own)
+            assert body_of(embedded, 200)["posts"]
+            body_of(client.patch(f"/api/users/{user['id']}", json={"name": "V"}, headers=own), 200)
         replay = client.post(
-            "/api/users", json={"email": "u0@x.io", "name": "U0"}, headers={"Idempotency-Key": "k0"}
+            "/api/users",
+            json={"email": "u0@x.io", "name": "U0", "password": PASSWORD},
+            headers={"Idempotency-Key": "k0"},
         )
         assert replay.headers["idempotent-replayed"] == "true"
-        page = body_of(client.get("/api/users?limit=100"), 200)
+        page = body_of(client.get("/api/users?limit=100", headers=own), 200)
         assert len(page["items"]) == 30
         assert body_of(client.get("/health/ready"), 200)["status"] == "ready"
         with psycopg.connect(bouncer_url) as direct:

@@ -13,6 +13,7 @@ from service.app import verify_sql
 from service.config import PROJECT_ROOT, SQL_DIR, load_settings
 from service.db import create_pool
 from service.sql import QUERIES, SqlFileError, compile_named, load_queries, query
+from tests.helpers import TEST_ENV
 
 
 def test_named_parameters_become_positional_in_order_of_first_use() -> None:
@@ -98,7 +99,7 @@ def test_start_fails_listing_every_sql_file_that_does_not_prepare(
     (tmp_path / "users" / "list_ghosts.sql").write_text("SELECT id FROM ghosts")
     (tmp_path / "users" / "get_user.sql").write_text("SELECT u.id FROM users AS u")
     broken = load_queries(tmp_path)
-    settings = load_settings(environ={}, overrides={"database_url": db_url})
+    settings = load_settings(environ=TEST_ENV, overrides={"database_url": db_url})
 
     async def start() -> None:
         pool = await create_pool(settings)

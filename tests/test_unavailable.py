@@ -25,6 +25,7 @@ from psycopg import sql
 from service.app import create_app
 from service.config import Settings, load_settings
 from tests.faults_helpers import SocketSet, connect_upstream, upstream_of, url_through
+from tests.helpers import PASSWORD, TEST_ENV
 
 Client: TypeAlias = TestClient[Litestar]
 Db: TypeAlias = psycopg.Connection[tuple[object, ...]]
@@ -41,7 +42,8 @@ WHERE datname = current_database() AND application_name = 'rawpost'
 
 def app_settings(database_url: str, **overrides: object) -> Settings:
     return load_settings(
-        environ={}, overrides={"database_url": database_url, "startup_timeout": 5, **overrides}
+        environ=TEST_ENV,
+        overrides={"database_url": database_url, "startup_timeout": 5, **overrides},
     )
 
 
@@ -131,7 +133,9 @@ def test_pool_exhaustion_gives_503_with_retry_after_within_acquire_timeout(
 ) -> None:
     settings = exhaustion_settings(db_url)
     with TestClient(app=create_app(settings)) as client:
-        user = client.post("/api/users", json={"email": "busy@example.com", "name": "Busy"})
+        user = client.post(
+            "/api/users", json={"email": "busy@example.com", "name": "Busy", "password": PASSWORD}
+        )
         assert user.status_code == 201, user.text
         user_id = user.json()["id"]
         # The executor is left last, after the lock is released: no wait can outlive the test.
@@ -168,7 +172,9 @@ def test_pool_exhaustion_gives_503_with_retry_after_within_acquire_timeout(
 
 def test_live_answers_at_once_while_the_pool_is_exhausted(db_url: str, db: Db) -> None:
     with TestClient(app=create_app(exhaustion_settings(db_url))) as client:
-        user = client.post("/api/users", json={"email": "live@example.com", "name": "Live"})
+        user = client.post(
+            "/api/users", json={"email": "live@example.com", "name": "Live", "password": PASSWORD}
+        )
         with only_connection_busy(client, db, db_url, user.json()["id"]):
             response, elapsed = timed(lambda: client.get("/health/live"))
             assert response.status_code == 200
@@ -178,7 +184,9 @@ def test_live_answers_at_once_while_the_pool_is_exhausted(db_url: str, db: Db) -
 def test_ready_is_503_within_its_deadline_while_the_pool_is_exhausted(db_url: str, db: Db) -> None:
     settings = exhaustion_settings(db_url)
     with TestClient(app=create_app(settings)) as client:
-        user = client.post("/api/users", json={"email": "ready@example.com", "name": "Ready"})
+        user = client.post(
+            "/api/users", json={"email": "ready@example.com", "name": "Ready", "password": PASSWORD}
+        )
         with only_connection_busy(client, db, db_url, user.json()["id"]):
             response, elapsed = timed(lambda: client.get("/health/ready"))
             assert_unavailable(response, problem=False)
@@ -194,7 +202,9 @@ def test_ready_is_503_within_its_deadline_while_the_pool_is_exhausted(db_url: st
 def test_terminated_backends_mid_flight_give_200_or_503_never_500(db_url: str, db: Db) -> None:
     settings = app_settings(db_url, pool_min_size=2, pool_max_size=4, acquire_timeout=2)
     with TestClient(app=create_app(settings)) as client:
-        author = client.post("/api/users", json={"email": "mid@example.com", "name": "Mid"})
+        author = client.post(
+            "/api/users", json={"email": "mid@example.com", "name": "Mid", "password": PASSWORD}
+        )
         author_id = author.json()["id"]
         for i in range(5):
             client.post(
@@ -206,7 +216,12 @@ def test_terminated_backends_mid_flight_give_200_or_503_never_500(db_url: str, d
             lambda: client.get("/api/posts?limit=5"),
             lambda: client.get(f"/api/users/{author_id}/posts"),
             lambda: client.post(
-                "/api/users", json={"email": f"{uuid.uuid4().hex}@example.com", "name": "N"}
+                "/api/users",
+                json={
+                    "email": f"{uuid.uuid4().hex}@example.com",
+                    "name": "N",
+                    "password": PASSWORD,
+                },
             ),
             lambda: client.get("/health/ready"),
         ]
@@ -361,7 +376,9 @@ def test_database_unreachable_gives_503_with_retry_after_then_recovers(db_url: s
                 assert_unavailable(response)
                 assert elapsed < 2.0, f"{path}: 503 took {elapsed:.2f} s"
             created, elapsed = timed(
-                lambda: client.post("/api/users", json={"email": "x@example.com", "name": "X"})
+                lambda: client.post(
+                    "/api/users", json={"email": "x@example.com", "name": "X", "password": PASSWORD}
+                )
             )
             assert_unavailable(created)
             ready, _ = timed(lambda: client.get("/health/ready"))

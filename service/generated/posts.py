@@ -15,31 +15,43 @@ from service.db import Executor
 from service.sql import query
 
 _DELETE_POST = query(
-    "posts/delete_post", "71f1b718c0e12814055ccd94b389fc88fd4fe8b2f4f0083183e13db8bfc84c2b"
+    "posts/delete_post", "f40e92446c8334fc76db53698d9594d3aba76042cecdd58c1143943a1d84e0b3"
 )
 _GET_POST = query(
-    "posts/get_post", "2079ec535a6ba80fa768408bcff082a2f6fbc11c2ba7030d9543c751acce1fbc"
+    "posts/get_post", "de132a5a9e361f5472ed8148e261f6800f14f9c5054dae040184f0c1651c2338"
 )
 _INSERT_POST = query(
     "posts/insert_post", "7f475f7cee2368e6645b66441433d614099e150e3049dc06a37fb2eb1817be0f"
 )
 _LIST_POSTS = query(
-    "posts/list_posts", "caa488c119244e460b0fee4b998a756f8571383898b5dc5367cdefbc408e1586"
+    "posts/list_posts", "3b0eb3fa9715b450a36a611d521a4b0b8554d21edfb8a36fc58ee84e49205861"
 )
 _LIST_USER_POSTS = query(
-    "posts/list_user_posts", "3d2397d95dbec9816bb3720ba634a86da989dd8091cd5ebd924cf6e9f891d201"
+    "posts/list_user_posts", "884291feff9e9fde912b57e34b94d6c52ff6742993368647481b5b49dbce9615"
 )
 _RESTORE_POST = query(
-    "posts/restore_post", "9c8b4296aa0e2b6b87bb19a68924c3cf21dad728c5b374eb7a64908294b5f453"
+    "posts/restore_post", "745b3204c19593f5c7e68350f88d0c1e306585697e0e10b5947870e2d3f67e62"
 )
 _UPDATE_POST = query(
-    "posts/update_post", "7159a730aa555afc5d0760f00e2d6d2292c122e29e46b00ad7499b07e5d0bfe9"
+    "posts/update_post", "9179cf8f083f4481d2e23229597b70e286192b43454b573b95f58ae1915c13f7"
 )
 
 
-async def delete_post(conn: Executor, *, post_id: uuid.UUID) -> uuid.UUID | None:
-    """posts/delete_post.sql: soft-delete a visible post (live, by a live author)."""
-    return msgspec.convert(await conn.fetchval(_DELETE_POST.sql, post_id), uuid.UUID | None)
+class DeletePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of posts/delete_post."""
+
+    allowed: bool
+    visible: bool
+    id: uuid.UUID | None
+
+
+async def delete_post(
+    conn: Executor, *, caller_id: uuid.UUID, is_admin: bool, post_id: uuid.UUID
+) -> DeletePostRow | None:
+    """posts/delete_post.sql: soft-delete a live post (of a live author) when the caller is
+    its author or an admin."""
+    row = await conn.fetchrow(_DELETE_POST.sql, caller_id, is_admin, post_id)
+    return None if row is None else msgspec.convert(tuple(row), DeletePostRow)
 
 
 class GetPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -55,9 +67,12 @@ class GetPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     author: object
 
 
-async def get_post(conn: Executor, *, post_id: uuid.UUID) -> GetPostRow | None:
-    """posts/get_post.sql: one live post of a live author, with the author."""
-    row = await conn.fetchrow(_GET_POST.sql, post_id)
+async def get_post(
+    conn: Executor, *, post_id: uuid.UUID, caller_id: uuid.UUID | None, is_admin: bool
+) -> GetPostRow | None:
+    """posts/get_post.sql: one live post of a live author, with the author; a draft only
+    for its author and admins."""
+    row = await conn.fetchrow(_GET_POST.sql, post_id, caller_id, is_admin)
     return None if row is None else msgspec.convert(tuple(row), GetPostRow)
 
 
@@ -104,8 +119,8 @@ async def list_posts(
     before_id: uuid.UUID | None,
     limit: int,
 ) -> list[ListPostsRow]:
-    """posts/list_posts.sql: a page of live posts by live authors, newest first (keyset on
-    created_at, id)."""
+    """posts/list_posts.sql: a page of live, published posts by live authors, newest first
+    (keyset on created_at, id). Drafts are never listed here, whoever asks."""
     return [
         msgspec.convert(tuple(row), ListPostsRow)
         for row in await conn.fetch(_LIST_POSTS.sql, published, before_created_at, before_id, limit)
@@ -129,16 +144,26 @@ async def list_user_posts(
     conn: Executor,
     *,
     published: bool | None,
+    caller_id: uuid.UUID | None,
+    is_admin: bool,
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
     author_id: uuid.UUID,
 ) -> list[ListUserPostsRow]:
-    """posts/list_user_posts.sql: a page of one live author's live posts, newest first."""
+    """posts/list_user_posts.sql: a page of one live author's live posts the caller may see
+    (drafts only for the author and admins), newest first."""
     return [
         msgspec.convert(tuple(row), ListUserPostsRow)
         for row in await conn.fetch(
-            _LIST_USER_POSTS.sql, published, before_created_at, before_id, limit, author_id
+            _LIST_USER_POSTS.sql,
+            published,
+            caller_id,
+            is_admin,
+            before_created_at,
+            before_id,
+            limit,
+            author_id,
         )
     ]
 
@@ -146,44 +171,55 @@ async def list_user_posts(
 class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/restore_post."""
 
-    id: uuid.UUID
-    author_id: uuid.UUID
-    title: str
-    content: str
-    published: bool
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    author: object
+    allowed: bool
+    visible: bool
+    id: uuid.UUID | None
+    author_id: uuid.UUID | None
+    title: str | None
+    content: str | None
+    published: bool | None
+    created_at: datetime.datetime | None
+    updated_at: datetime.datetime | None
+    author: object | None
 
 
-async def restore_post(conn: Executor, *, post_id: uuid.UUID) -> RestorePostRow | None:
-    """posts/restore_post.sql: bring back a soft-deleted post of a live author (a live post
-    is returned unchanged)."""
-    row = await conn.fetchrow(_RESTORE_POST.sql, post_id)
+async def restore_post(
+    conn: Executor, *, caller_id: uuid.UUID, is_admin: bool, post_id: uuid.UUID
+) -> RestorePostRow | None:
+    """posts/restore_post.sql: bring back a soft-deleted post of a live author when the
+    caller is its author or an admin (a live post is returned unchanged)."""
+    row = await conn.fetchrow(_RESTORE_POST.sql, caller_id, is_admin, post_id)
     return None if row is None else msgspec.convert(tuple(row), RestorePostRow)
 
 
 class UpdatePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of posts/update_post."""
 
-    id: uuid.UUID
-    author_id: uuid.UUID
-    title: str
-    content: str
-    published: bool
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    author: object
+    allowed: bool
+    visible: bool
+    id: uuid.UUID | None
+    author_id: uuid.UUID | None
+    title: str | None
+    content: str | None
+    published: bool | None
+    created_at: datetime.datetime | None
+    updated_at: datetime.datetime | None
+    author: object | None
 
 
 async def update_post(
     conn: Executor,
     *,
+    caller_id: uuid.UUID,
+    is_admin: bool,
+    post_id: uuid.UUID,
     title: str | None,
     content: str | None,
     published: bool | None,
-    post_id: uuid.UUID,
 ) -> UpdatePostRow | None:
-    """posts/update_post.sql: change a live post (of a live author); updated_at moves."""
-    row = await conn.fetchrow(_UPDATE_POST.sql, title, content, published, post_id)
+    """posts/update_post.sql: change a live post (of a live author) when the caller is its
+    author or an admin; updated_at moves."""
+    row = await conn.fetchrow(
+        _UPDATE_POST.sql, caller_id, is_admin, post_id, title, content, published
+    )
     return None if row is None else msgspec.convert(tuple(row), UpdatePostRow)

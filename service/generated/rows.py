@@ -12,6 +12,16 @@ import uuid
 import msgspec
 
 
+class AuthEventsRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of `auth_events`."""
+
+    id: int
+    at: datetime.datetime
+    user_id: uuid.UUID
+    jti: str | None
+    expires_at: datetime.datetime | None
+
+
 class IdempotencyKeysRow(msgspec.Struct, frozen=True, kw_only=True):
     """A row of `idempotency_keys`."""
 
@@ -37,6 +47,18 @@ class PostsRow(msgspec.Struct, frozen=True, kw_only=True):
     deleted_at: datetime.datetime | None
 
 
+class RefreshTokensRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of `refresh_tokens`."""
+
+    token_hash: bytes
+    user_id: uuid.UUID
+    family_id: uuid.UUID
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    used_at: datetime.datetime | None
+    revoked_at: datetime.datetime | None
+
+
 class UsersRow(msgspec.Struct, frozen=True, kw_only=True):
     """A row of `users`."""
 
@@ -47,3 +69,6 @@ class UsersRow(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     updated_at: datetime.datetime
     deleted_at: datetime.datetime | None
+    password_hash: str | None
+    role: str
+    tokens_valid_after: datetime.datetime | None

@@ -18,25 +18,31 @@ _DELETE_USER = query(
     "users/delete_user", "19f8efe146cfc885af8be87bd5018c5d3ae1e2e13ef3f085b7ba8935771238f4"
 )
 _GET_USER = query(
-    "users/get_user", "f2d09ff8c69676ce7e6874881e56f91dbba7c878f6658c94b092977c3d06cb98"
+    "users/get_user", "42e70e19aaaeaac9019c2b8d32413c4c79b1afcbfc809f7af7acb68e5e9829a1"
 )
 _GET_USER_WITH_POSTS = query(
-    "users/get_user_with_posts", "8796833aeb3299f664f4ce5dfdfad24dc4ebd76a68c919f83c8edee9c41590cb"
+    "users/get_user_with_posts", "1f80ace5f8b74596075f889f6792055cb34f2232be9d4d92949b7a6e1162528e"
 )
 _INSERT_USER = query(
-    "users/insert_user", "0b33ee53367062319062914687964a018f5d4f31cc5ec6b3e32c2e289fc00a36"
+    "users/insert_user", "ee292bb6737165ec5cc0c2d78b2eae1916fd348fa9a0e216c082c3bc7bc4b2f8"
 )
 _LIST_USERS = query(
-    "users/list_users", "5a195e49267cb8ccc14dc93c4c821a350d14fce38806669dedca3c0c00402787"
+    "users/list_users", "1a164c5f4d680715cfcaf0953a08084da9d2b771872006c5918f71a1f618c88e"
 )
 _LIST_USERS_BY_EMAIL = query(
-    "users/list_users_by_email", "e21e219bacd257335000673e069883aec6db0864df30d3bd40e31706d65ab8dd"
+    "users/list_users_by_email", "56f25f02b6402d39c8af54bb911adc1d9843379849616793d0fa1e0aeb9824a2"
 )
 _RESTORE_USER = query(
     "users/restore_user", "d247b02fc66d4ed8d21987dcb2e2f7b9f30655e8246e0fc2569580b1fdb7c274"
 )
 _UPDATE_USER = query(
-    "users/update_user", "a59c342524699e26951d1c5f17f4de43adea98f03eb782d670cd404e9956107e"
+    "users/update_user", "857f43c5a78dbf53c707ce41c8bf60ba0f4f45e8a9f75a453db1eaf3e0ff6fd3"
+)
+_UPDATE_USER_PASSWORD = query(
+    "users/update_user_password", "663ab65d7bdf4e6789bef921fdd1009148adcc7d320585cbbf3d6b9b18ee434c"
+)
+_UPDATE_USER_ROLE = query(
+    "users/update_user_role", "144882d1af6bb7a3ce5aa63fa5b576828d6f56b5cdfd105c24b99603e8c56f07"
 )
 
 
@@ -50,15 +56,17 @@ class GetUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/get_user."""
 
     id: uuid.UUID
-    email: str
+    email: str | None
     name: str
     created_at: datetime.datetime
     updated_at: datetime.datetime
 
 
-async def get_user(conn: Executor, *, user_id: uuid.UUID) -> GetUserRow | None:
-    """users/get_user.sql: one live user."""
-    row = await conn.fetchrow(_GET_USER.sql, user_id)
+async def get_user(
+    conn: Executor, *, caller_id: uuid.UUID | None, is_admin: bool, user_id: uuid.UUID
+) -> GetUserRow | None:
+    """users/get_user.sql: one live user; its email only for the user itself and admins."""
+    row = await conn.fetchrow(_GET_USER.sql, caller_id, is_admin, user_id)
     return None if row is None else msgspec.convert(tuple(row), GetUserRow)
 
 
@@ -66,17 +74,19 @@ class GetUserWithPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=
     """A row of users/get_user_with_posts."""
 
     id: uuid.UUID
-    email: str
+    email: str | None
     name: str
     created_at: datetime.datetime
     updated_at: datetime.datetime
     posts: object
 
 
-async def get_user_with_posts(conn: Executor, *, user_id: uuid.UUID) -> GetUserWithPostsRow | None:
-    """users/get_user_with_posts.sql: one live user and their 20 newest live posts, in one
-    statement."""
-    row = await conn.fetchrow(_GET_USER_WITH_POSTS.sql, user_id)
+async def get_user_with_posts(
+    conn: Executor, *, caller_id: uuid.UUID | None, is_admin: bool, user_id: uuid.UUID
+) -> GetUserWithPostsRow | None:
+    """users/get_user_with_posts.sql: one live user and the 20 newest of its live posts the
+    caller may see (drafts only for the author and admins), in one statement."""
+    row = await conn.fetchrow(_GET_USER_WITH_POSTS.sql, caller_id, is_admin, user_id)
     return None if row is None else msgspec.convert(tuple(row), GetUserWithPostsRow)
 
 
@@ -90,9 +100,11 @@ class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     updated_at: datetime.datetime
 
 
-async def insert_user(conn: Executor, *, email: str, name: str) -> InsertUserRow | None:
+async def insert_user(
+    conn: Executor, *, email: str, name: str, password_hash: str
+) -> InsertUserRow | None:
     """users/insert_user.sql: create a user."""
-    row = await conn.fetchrow(_INSERT_USER.sql, email, name)
+    row = await conn.fetchrow(_INSERT_USER.sql, email, name, password_hash)
     return None if row is None else msgspec.convert(tuple(row), InsertUserRow)
 
 
@@ -100,7 +112,7 @@ class ListUsersRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/list_users."""
 
     id: uuid.UUID
-    email: str
+    email: str | None
     name: str
     created_at: datetime.datetime
     updated_at: datetime.datetime
@@ -109,6 +121,8 @@ class ListUsersRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 async def list_users(
     conn: Executor,
     *,
+    caller_id: uuid.UUID | None,
+    is_admin: bool,
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
@@ -116,7 +130,9 @@ async def list_users(
     """users/list_users.sql: a page of live users, newest first (keyset on created_at, id)."""
     return [
         msgspec.convert(tuple(row), ListUsersRow)
-        for row in await conn.fetch(_LIST_USERS.sql, before_created_at, before_id, limit)
+        for row in await conn.fetch(
+            _LIST_USERS.sql, caller_id, is_admin, before_created_at, before_id, limit
+        )
     ]
 
 
@@ -139,7 +155,8 @@ async def list_users_by_email(
     limit: int,
 ) -> list[ListUsersByEmailRow]:
     """users/list_users_by_email.sql: the page of live users whose email equals :email,
-    ignoring case (at most one row: live emails are unique case-insensitively)."""
+    ignoring case (at most one row: live emails are unique case-insensitively). Admins
+    only: the route's guard refuses everybody else, so the email is always shown."""
     return [
         msgspec.convert(tuple(row), ListUsersByEmailRow)
         for row in await conn.fetch(
@@ -176,8 +193,34 @@ class UpdateUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 
 async def update_user(
-    conn: Executor, *, email: str | None, name: str | None, user_id: uuid.UUID
+    conn: Executor,
+    *,
+    user_id: uuid.UUID,
+    password_hash: str | None,
+    keep_family: uuid.UUID | None,
+    email: str | None,
+    name: str | None,
 ) -> UpdateUserRow | None:
-    """users/update_user.sql: change a live user's email and/or name; updated_at moves."""
-    row = await conn.fetchrow(_UPDATE_USER.sql, email, name, user_id)
+    """users/update_user.sql: change a live user's email, name and/or password; updated_at
+    moves. A new password revokes every refresh token of the user except the current
+    login's."""
+    row = await conn.fetchrow(_UPDATE_USER.sql, user_id, password_hash, keep_family, email, name)
     return None if row is None else msgspec.convert(tuple(row), UpdateUserRow)
+
+
+async def update_user_password(
+    conn: Executor, *, email: str, password_hash: str
+) -> uuid.UUID | None:
+    """users/update_user_password.sql: an operator sets a live user's password (`rawpost
+    users set-password EMAIL`); every refresh token of the user is revoked."""
+    return msgspec.convert(
+        await conn.fetchval(_UPDATE_USER_PASSWORD.sql, email, password_hash), uuid.UUID | None
+    )
+
+
+async def update_user_role(conn: Executor, *, role: str, email: str) -> uuid.UUID | None:
+    """users/update_user_role.sql: grant or remove the admin role (operators only: `rawpost
+    users promote|demote EMAIL`; no HTTP route runs this)."""
+    return msgspec.convert(
+        await conn.fetchval(_UPDATE_USER_ROLE.sql, role, email), uuid.UUID | None
+    )

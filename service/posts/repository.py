@@ -1,13 +1,21 @@
-"""Posts: call the generated query functions, return curated Structs, raise domain errors."""
+"""Posts: call the generated query functions, return curated Structs, raise domain errors.
+
+Who may change a post is decided inside each write statement (the caller's id and role
+are parameters): it reports whether the caller was allowed and whether it could see the
+post at all, and this module turns that into 403 (a post it can see) or 404 (one it
+cannot: no existence oracle for drafts).
+"""
 
 from __future__ import annotations
 
+from typing import Protocol
 from uuid import UUID
 
 import msgspec
 
+from service.auth.schemas import Caller, viewer
 from service.db import Executor
-from service.errors import NotFoundError, UnprocessableError
+from service.errors import ForbiddenError, NotFoundError, UnprocessableError
 from service.generated import posts as q
 from service.pagination import Cursor, keyset_args
 from service.posts.schemas import Post, post_from
@@ -17,8 +25,27 @@ def _not_found(post_id: UUID) -> NotFoundError:
     return NotFoundError(f"post {post_id} not found")
 
 
-async def get_post(conn: Executor, *, post_id: UUID) -> Post:
-    row = await q.get_post(conn, post_id=post_id)
+class _Decision(Protocol):
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def visible(self) -> bool: ...
+    @property
+    def id(self) -> UUID | None: ...
+
+
+def _acted(row: _Decision | None, post_id: UUID, not_found: NotFoundError) -> None:
+    """Raise unless the statement changed the post."""
+    if row is None or not row.visible:
+        raise not_found
+    if not row.allowed:
+        raise ForbiddenError("only the post's author or an admin may change it")
+    if row.id is None:  # deleted concurrently
+        raise not_found
+
+
+async def get_post(conn: Executor, *, post_id: UUID, caller: Caller | None) -> Post:
+    row = await q.get_post(conn, post_id=post_id, **viewer(caller))
     if row is None:
         raise _not_found(post_id)
     return post_from(row)
@@ -27,7 +54,7 @@ async def get_post(conn: Executor, *, post_id: UUID) -> Post:
 async def list_posts(
     conn: Executor, *, cursor: Cursor | None, limit: int, published: bool | None
 ) -> list[Post]:
-    """Up to limit + 1 visible posts after `cursor`, newest first."""
+    """Up to limit + 1 published posts after `cursor`, newest first (drafts: never)."""
     rows = await q.list_posts(conn, published=published, **keyset_args(cursor, limit))
     return [post_from(row) for row in rows]
 
@@ -36,13 +63,19 @@ async def list_user_posts(
     conn: Executor,
     *,
     author_id: UUID,
+    caller: Caller | None,
     cursor: Cursor | None,
     limit: int,
     published: bool | None,
 ) -> list[Post] | None:
-    """Up to limit + 1 of one author's visible posts; None when the author is not visible."""
+    """Up to limit + 1 of one author's posts the caller may see; None when the author is
+    not visible."""
     rows = await q.list_user_posts(
-        conn, author_id=author_id, published=published, **keyset_args(cursor, limit)
+        conn,
+        author_id=author_id,
+        published=published,
+        **viewer(caller),
+        **keyset_args(cursor, limit),
     )
     if not rows:
         return None
@@ -52,39 +85,54 @@ async def list_user_posts(
 
 
 async def insert_post(
-    conn: Executor, *, author_id: UUID, title: str, content: str, published: bool
+    conn: Executor,
+    *,
+    caller: Caller,
+    author_id: UUID | None,
+    title: str,
+    content: str,
+    published: bool,
 ) -> Post:
+    """A post by the caller, or by any live author when the caller is an admin."""
+    if author_id is not None and author_id != caller.id and not caller.is_admin:
+        raise ForbiddenError("only an admin may create a post for another author")
+    author = caller.id if author_id is None else author_id
     row = await q.insert_post(
-        conn, author_id=author_id, title=title, content=content, published=published
+        conn, author_id=author, title=title, content=content, published=published
     )
     if row is None:
-        raise UnprocessableError(f"author {author_id} does not exist or is deleted")
+        raise UnprocessableError(f"author {author} does not exist or is deleted")
     return post_from(row)
 
 
 async def update_post(
     conn: Executor,
     *,
+    caller: Caller,
     post_id: UUID,
     title: str | None,
     content: str | None,
     published: bool | None,
 ) -> Post:
     row = await q.update_post(
-        conn, post_id=post_id, title=title, content=content, published=published
+        conn,
+        post_id=post_id,
+        caller_id=caller.id,
+        is_admin=caller.is_admin,
+        title=title,
+        content=content,
+        published=published,
     )
-    if row is None:
-        raise _not_found(post_id)
-    return post_from(row)
+    _acted(row, post_id, _not_found(post_id))
+    return msgspec.convert(row, Post, from_attributes=True)
 
 
-async def delete_post(conn: Executor, *, post_id: UUID) -> None:
-    if await q.delete_post(conn, post_id=post_id) is None:
-        raise _not_found(post_id)
+async def delete_post(conn: Executor, *, caller: Caller, post_id: UUID) -> None:
+    row = await q.delete_post(conn, post_id=post_id, caller_id=caller.id, is_admin=caller.is_admin)
+    _acted(row, post_id, _not_found(post_id))
 
 
-async def restore_post(conn: Executor, *, post_id: UUID) -> Post:
-    row = await q.restore_post(conn, post_id=post_id)
-    if row is None:
-        raise NotFoundError(f"post {post_id} not found, or its author is deleted")
-    return post_from(row)
+async def restore_post(conn: Executor, *, caller: Caller, post_id: UUID) -> Post:
+    row = await q.restore_post(conn, post_id=post_id, caller_id=caller.id, is_admin=caller.is_admin)
+    _acted(row, post_id, NotFoundError(f"post {post_id} not found, or its author is deleted"))
+    return msgspec.convert(row, Post, from_attributes=True)

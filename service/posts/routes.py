@@ -8,6 +8,7 @@ from uuid import UUID
 from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
+from service.auth.security import PUBLIC, SIGNED_IN, CallerDep, SignedInCaller, signed_in
 from service.db import ConnectionDep, Executor
 from service.errors import problem_responses
 from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
@@ -28,12 +29,16 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     "/",
     status_code=201,
     summary="Create a post",
-    description="Returns the post with its author and a `Location` header. 422 when the"
-    " author does not exist or is deleted.",
-    responses=problem_responses(413, 422),
+    description="By the caller; `author_id` left out means the caller, and another author's"
+    " id is for admins only (403). Returns the post with its author and a `Location`"
+    " header. 422 when the author does not exist or is deleted.",
+    guards=[signed_in],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 413, 422),
 )
 async def create_post(
     conn: ConnectionDep,
+    caller: SignedInCaller,
     data: JSONBody[PostCreate],
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
@@ -43,21 +48,27 @@ async def create_post(
     async def run(c: Executor) -> Outcome:
         post = await repository.insert_post(
             c,
-            author_id=data.author_id,
+            caller=caller,
+            author_id=given(data.author_id),
             title=data.title,
             content=data.content,
             published=data.published,
         )
         return Outcome(201, post, f"/api/posts/{post.id}")
 
-    return await idempotent(conn, route="POST /api/posts", key=idempotency_key, body=body, run=run)
+    # Keys are the caller's own: another caller's key never replays this response.
+    route = f"POST /api/posts as {caller.id}"
+    return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 
 @get(
     "/",
-    summary="List visible posts, newest first",
-    description="Posts of soft-deleted users are not listed.",
-    responses=problem_responses(),
+    summary="List published posts, newest first",
+    description="Published posts only, whoever asks (authors find their drafts under"
+    " `GET /api/users/{id}/posts`); `published=false` gives an empty page. Posts of"
+    " soft-deleted users are not listed.",
+    security=PUBLIC,
+    responses=problem_responses(401),
 )
 async def list_posts(
     conn: ConnectionDep,
@@ -72,7 +83,12 @@ async def list_posts(
     else:
         rows = (
             await repository.list_user_posts(
-                conn, author_id=author_id, cursor=after, limit=limit, published=published
+                conn,
+                author_id=author_id,
+                caller=None,  # drafts are not listed here, even to their author
+                cursor=after,
+                limit=limit,
+                published=published,
             )
             or []
         )
@@ -80,23 +96,37 @@ async def list_posts(
     return PostPage(items=items, next_cursor=next_cursor)
 
 
-@get("/{post_id:str}", summary="Get a visible post", responses=problem_responses(404))
-async def get_post(conn: ConnectionDep, post_id: PostId) -> Post:
-    return await repository.get_post(conn, post_id=post_id)
+@get(
+    "/{post_id:str}",
+    summary="Get a visible post",
+    description="A draft only for its author and admins (404 for everybody else).",
+    security=PUBLIC,
+    responses=problem_responses(401, 404),
+)
+async def get_post(conn: ConnectionDep, caller: CallerDep, post_id: PostId) -> Post:
+    return await repository.get_post(conn, post_id=post_id, caller=caller)
 
 
 @patch(
     "/{post_id:str}",
     summary="Change a post's title, content and/or published flag",
-    description="Fields left out keep their value; `updated_at` moves.",
-    responses=problem_responses(404, 413),
+    description="Its author or an admin (403 for others on a published post, 404 on a"
+    " draft). Fields left out keep their value; `updated_at` moves.",
+    guards=[signed_in],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 404, 413),
 )
 async def update_post(
-    conn: ConnectionDep, post_id: PostId, data: JSONBody[PostPatch], body: RawBody
+    conn: ConnectionDep,
+    caller: SignedInCaller,
+    post_id: PostId,
+    data: JSONBody[PostPatch],
+    body: RawBody,
 ) -> Post:
     data = strict_json(body, PostPatch)
     return await repository.update_post(
         conn,
+        caller=caller,
         post_id=post_id,
         title=given(data.title),
         content=given(data.content),
@@ -104,26 +134,40 @@ async def update_post(
     )
 
 
-@delete("/{post_id:str}", summary="Soft-delete a post", responses=problem_responses(404))
-async def delete_post(conn: ConnectionDep, post_id: PostId) -> None:
-    await repository.delete_post(conn, post_id=post_id)
+@delete(
+    "/{post_id:str}",
+    summary="Soft-delete a post",
+    description="Its author or an admin (403 for others on a published post, 404 on a draft).",
+    guards=[signed_in],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 404),
+)
+async def delete_post(conn: ConnectionDep, caller: SignedInCaller, post_id: PostId) -> None:
+    await repository.delete_post(conn, caller=caller, post_id=post_id)
 
 
 @post(
     "/{post_id:str}/restore",
     status_code=200,
     summary="Restore a soft-deleted post",
-    description="A live post is returned unchanged. 404 when the post does not exist or its"
+    description="Its author or an admin (403 for others on a published post, 404 on a"
+    " draft). A live post is returned unchanged. 404 when the post does not exist or its"
     " author is soft-deleted (restore the user first).",
-    responses=problem_responses(404, 422),
+    guards=[signed_in],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def restore_post(
-    conn: ConnectionDep, post_id: PostId, body: RawBody, idempotency_key: IdempotencyKey = None
+    conn: ConnectionDep,
+    caller: SignedInCaller,
+    post_id: PostId,
+    body: RawBody,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[Post]:
     async def run(c: Executor) -> Outcome:
-        return Outcome(200, await repository.restore_post(c, post_id=post_id))
+        return Outcome(200, await repository.restore_post(c, caller=caller, post_id=post_id))
 
-    route = f"POST /api/posts/{post_id}/restore"
+    route = f"POST /api/posts/{post_id}/restore as {caller.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 

@@ -73,7 +73,8 @@ class PostPage(msgspec.Struct, kw_only=True):
 
 
 class PostCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    author_id: UUID
+    # Left out: the caller. Another author's id: admins only (403). Never null.
+    author_id: UUID | UnsetType = UNSET
     title: Title
     content: Content
     published: bool = False

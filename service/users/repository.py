@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
 from uuid import UUID
 
 import asyncpg
 
+from service.auth.callers import Callers
+from service.auth.passwords import Passwords
+from service.auth.schemas import Caller, viewer
 from service.db import Executor
-from service.errors import ConflictError, NotFoundError
+from service.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from service.generated import auth as auth_q
 from service.generated import users as q
 from service.pagination import Cursor, keyset_args
-from service.users.schemas import User, UserWithPosts, user_from, user_with_posts_from
+from service.users.schemas import User, UserPatch, UserWithPosts, user_from, user_with_posts_from
+from service.validation import given
 
 _EMAIL_TAKEN = "email is already used by a live user (emails are compared ignoring case)"
 
@@ -19,33 +31,49 @@ def not_found(user_id: UUID) -> NotFoundError:
     return NotFoundError(f"user {user_id} not found")
 
 
-async def get_user(conn: Executor, *, user_id: UUID) -> User:
-    row = await q.get_user(conn, user_id=user_id)
+async def get_user(conn: Executor, *, user_id: UUID, caller: Caller | None) -> User:
+    row = await q.get_user(conn, user_id=user_id, **viewer(caller))
     if row is None:
         raise not_found(user_id)
     return user_from(row)
 
 
-async def get_user_with_posts(conn: Executor, *, user_id: UUID) -> UserWithPosts:
-    row = await q.get_user_with_posts(conn, user_id=user_id)
+async def get_user_with_posts(
+    conn: Executor, *, user_id: UUID, caller: Caller | None
+) -> UserWithPosts:
+    row = await q.get_user_with_posts(conn, user_id=user_id, **viewer(caller))
     if row is None:
         raise not_found(user_id)
     return user_with_posts_from(row)
 
 
 async def list_users(
-    conn: Executor, *, cursor: Cursor | None, limit: int, email: str | None = None
+    conn: Executor,
+    *,
+    cursor: Cursor | None,
+    limit: int,
+    caller: Caller | None,
+    email: str | None = None,
 ) -> list[User]:
-    """Up to limit + 1 users after `cursor`, newest first; see pagination.split_page."""
+    """Up to limit + 1 users after `cursor`, newest first; see pagination.split_page.
+    Looking a user up by email is for admins only (401 anonymous, 403 otherwise)."""
     keyset = keyset_args(cursor, limit)
     if email is None:
-        return [user_from(row) for row in await q.list_users(conn, **keyset)]
+        return [user_from(row) for row in await q.list_users(conn, **viewer(caller), **keyset)]
+    if caller is None or not caller.is_admin:
+        raise _admin_only(caller, "looking users up by email")
     return [user_from(row) for row in await q.list_users_by_email(conn, email=email, **keyset)]
 
 
-async def insert_user(conn: Executor, *, email: str, name: str) -> User:
+def _admin_only(caller: Caller | None, what: str) -> Exception:
+    if caller is None:
+        return UnauthorizedError(f"{what} needs a signed-in admin")
+    return ForbiddenError(f"{what} is for admins only")
+
+
+async def insert_user(conn: Executor, *, email: str, name: str, password_hash: str) -> User:
     try:
-        row = await q.insert_user(conn, email=email, name=name)
+        row = await q.insert_user(conn, email=email, name=name, password_hash=password_hash)
     except asyncpg.UniqueViolationError:
         raise ConflictError(_EMAIL_TAKEN) from None
     assert row is not None  # INSERT ... VALUES ... RETURNING always returns its row
@@ -53,20 +81,53 @@ async def insert_user(conn: Executor, *, email: str, name: str) -> User:
 
 
 async def update_user(
-    conn: Executor, *, user_id: UUID, email: str | None, name: str | None
+    conn: Executor,
+    *,
+    user_id: UUID,
+    patch: UserPatch,
+    caller: Caller,
+    passwords: Passwords,
+    session_id: uuid.UUID | None,
 ) -> User:
+    """Change a user (the route's guard let only the user itself or an admin through).
+
+    A new password needs the current one, unless an admin sets it; it revokes every
+    refresh token of the user except those of the caller's own login.
+    """
+    password_hash = None
+    if (password := given(patch.password)) is not None:
+        if not caller.is_admin:
+            current = given(patch.current_password)
+            if current is None:
+                raise BadRequestError("field `current_password` is required to change a password")
+            row = await auth_q.get_credentials(conn, email=None, user_id=user_id)
+            ok, _ = await passwords.verify(current, row.password_hash if row else None)
+            if row is None:
+                raise not_found(user_id)
+            if not ok:
+                raise ForbiddenError("current_password is wrong")
+        password_hash = await passwords.hash(password)
     try:
-        row = await q.update_user(conn, user_id=user_id, email=email, name=name)
+        updated = await q.update_user(
+            conn,
+            user_id=user_id,
+            email=given(patch.email),
+            name=given(patch.name),
+            password_hash=password_hash,
+            keep_family=session_id if caller.id == user_id else None,
+        )
     except asyncpg.UniqueViolationError:
         raise ConflictError(_EMAIL_TAKEN) from None
-    if row is None:
+    if updated is None:
         raise not_found(user_id)
-    return user_from(row)
+    return user_from(updated)
 
 
-async def delete_user(conn: Executor, *, user_id: UUID) -> None:
+async def delete_user(conn: Executor, callers: Callers, *, user_id: UUID) -> None:
+    """Soft-delete; the trigger on users revokes every token of the user (docs/security.md)."""
     if await q.delete_user(conn, user_id=user_id) is None:
         raise not_found(user_id)
+    callers.forget(user_id)  # here at once; other workers at their next poll
 
 
 async def restore_user(conn: Executor, *, user_id: UUID) -> User:
@@ -77,3 +138,13 @@ async def restore_user(conn: Executor, *, user_id: UUID) -> User:
     if row is None:
         raise not_found(user_id)
     return user_from(row)
+
+
+async def update_user_role(conn: Executor, *, email: str, role: str) -> UUID | None:
+    """Operators only (`rawpost users promote|demote`); the id, or None for no live user."""
+    return await q.update_user_role(conn, email=email, role=role)
+
+
+async def update_user_password(conn: Executor, *, email: str, password_hash: str) -> UUID | None:
+    """Operators only (`rawpost users set-password`); revokes the user's refresh tokens."""
+    return await q.update_user_password(conn, email=email, password_hash=password_hash)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from litestar import Response, Router, delete, get, patch, post
+from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
+from service.auth.callers import CallersDep
+from service.auth.repository import IssuerDep
+from service.auth.schemas import Caller
+from service.auth.security import (
+    PUBLIC,
+    SIGNED_IN,
+    CallerDep,
+    SignedInCaller,
+    admin_only,
+    signed_in,
+)
+from service.auth.tokens import session_of
 from service.db import ConnectionDep, Executor
 from service.errors import problem_responses
 from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
@@ -15,8 +27,9 @@ from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor,
 from service.posts import repository as posts_repository
 from service.posts.schemas import PostPage
 from service.users import repository
+from service.users.guards import owner_or_admin
 from service.users.schemas import User, UserCreate, UserPage, UserPatch, UserWithPosts
-from service.validation import given, strict_json
+from service.validation import strict_json
 
 UserId = Annotated[UUID, Parameter(description="The user's id (a UUID).")]
 Include = Annotated[
@@ -25,7 +38,11 @@ Include = Annotated[
 ]
 EmailFilter = Annotated[
     str | None,
-    Parameter(max_length=254, description="Only the live user with this email, ignoring case."),
+    Parameter(
+        max_length=254,
+        description="Only the live user with this email, ignoring case. Admins only: 401"
+        " anonymous, 403 for other callers.",
+    ),
 ]
 Published = Annotated[bool | None, Parameter(description="Only posts with this flag.")]
 
@@ -33,102 +50,171 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
 @post(
     "/",
     status_code=201,
-    summary="Create a user",
-    description="Returns the user with a `Location` header pointing at it.",
+    summary="Sign up: create a user",
+    description="Returns the user (its email included) with a `Location` header pointing at"
+    " it. The password is stored only as an Argon2id hash; sign in with"
+    " `POST /api/auth/token`.",
+    security=PUBLIC,
     responses=problem_responses(409, 413, 422),
 )
 async def create_user(
     conn: ConnectionDep,
+    issuer: IssuerDep,
     data: JSONBody[UserCreate],
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[User]:
     data = strict_json(body, UserCreate)
+    password_hash = await issuer.passwords.hash(data.password)
 
     async def run(c: Executor) -> Outcome:
-        user = await repository.insert_user(c, email=data.email, name=data.name)
+        user = await repository.insert_user(
+            c, email=data.email, name=data.name, password_hash=password_hash
+        )
         return Outcome(201, user, f"/api/users/{user.id}")
 
     return await idempotent(conn, route="POST /api/users", key=idempotency_key, body=body, run=run)
 
 
-@get("/", summary="List live users, newest first", responses=problem_responses())
+@get(
+    "/",
+    summary="List live users, newest first",
+    description="Emails are shown only on the caller's own row (on every row to an admin).",
+    security=PUBLIC,
+    responses=problem_responses(401, 403),
+)
 async def list_users(
     conn: ConnectionDep,
+    caller: CallerDep,
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     email: EmailFilter = None,
 ) -> UserPage:
-    rows = await repository.list_users(conn, cursor=decode_cursor(cursor), limit=limit, email=email)
+    rows = await repository.list_users(
+        conn, cursor=decode_cursor(cursor), limit=limit, caller=caller, email=email
+    )
     items, next_cursor = split_page(rows, limit)
     return UserPage(items=items, next_cursor=next_cursor)
 
 
-@get("/{user_id:str}", summary="Get a live user", responses=problem_responses(404))
+@get(
+    "/me",
+    summary="The signed-in caller",
+    description="The caller's own user, email included.",
+    guards=[signed_in],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 404),
+)
+async def get_me(conn: ConnectionDep, caller: SignedInCaller) -> User:
+    return await repository.get_user(conn, user_id=caller.id, caller=caller)
+
+
+@get(
+    "/{user_id:str}",
+    summary="Get a live user",
+    description="The email only for the user itself and admins; `?include=posts` embeds the"
+    " 20 newest posts the caller may see (drafts only for their author and admins).",
+    security=PUBLIC,
+    responses=problem_responses(401, 404),
+)
 async def get_user(
-    conn: ConnectionDep, user_id: UserId, include: Include = None
+    conn: ConnectionDep, caller: CallerDep, user_id: UserId, include: Include = None
 ) -> User | UserWithPosts:
     if include == "posts":
-        return await repository.get_user_with_posts(conn, user_id=user_id)
-    return await repository.get_user(conn, user_id=user_id)
+        return await repository.get_user_with_posts(conn, user_id=user_id, caller=caller)
+    return await repository.get_user(conn, user_id=user_id, caller=caller)
 
 
 @patch(
     "/{user_id:str}",
-    summary="Change a user's email and/or name",
-    description="Fields left out keep their value; `updated_at` moves.",
-    responses=problem_responses(404, 409, 413),
+    summary="Change a user's email, name and/or password",
+    description="The user itself or an admin (403 for anyone else, whatever the id). Fields"
+    " left out keep their value; `updated_at` moves. A new `password` needs"
+    " `current_password` (403 when it is wrong) unless an admin sets it, and revokes the"
+    " user's other logins' refresh tokens.",
+    guards=[owner_or_admin],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 404, 409, 413),
 )
 async def update_user(
-    conn: ConnectionDep, user_id: UserId, data: JSONBody[UserPatch], body: RawBody
+    conn: ConnectionDep,
+    issuer: IssuerDep,
+    request: Request[Caller, Any, Any],
+    user_id: UserId,
+    data: JSONBody[UserPatch],
+    body: RawBody,
 ) -> User:
     data = strict_json(body, UserPatch)
     return await repository.update_user(
-        conn, user_id=user_id, email=given(data.email), name=given(data.name)
+        conn,
+        user_id=user_id,
+        patch=data,
+        caller=request.user,
+        passwords=issuer.passwords,
+        session_id=session_of(request.auth),
     )
 
 
 @delete(
     "/{user_id:str}",
     summary="Soft-delete a user",
-    description="The user and all their posts disappear from every read until restored.",
-    responses=problem_responses(404),
+    description="The user itself or an admin. The user and all their posts disappear from"
+    " every read until restored; every token of the user is revoked.",
+    guards=[owner_or_admin],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 404),
 )
-async def delete_user(conn: ConnectionDep, user_id: UserId) -> None:
-    await repository.delete_user(conn, user_id=user_id)
+async def delete_user(conn: ConnectionDep, callers: CallersDep, user_id: UserId) -> None:
+    await repository.delete_user(conn, callers, user_id=user_id)
 
 
 @post(
     "/{user_id:str}/restore",
     status_code=200,
     summary="Restore a soft-deleted user",
-    description="A live user is returned unchanged. 409 when a live user now has its email.",
-    responses=problem_responses(404, 409, 422),
+    description="Admins only (403 for anyone else, whatever the id). A live user is returned"
+    " unchanged. 409 when a live user now has its email. Tokens issued before the delete"
+    " stay revoked.",
+    guards=[admin_only],
+    security=SIGNED_IN,
+    responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def restore_user(
-    conn: ConnectionDep, user_id: UserId, body: RawBody, idempotency_key: IdempotencyKey = None
+    conn: ConnectionDep,
+    caller: SignedInCaller,
+    user_id: UserId,
+    body: RawBody,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[User]:
     async def run(c: Executor) -> Outcome:
         return Outcome(200, await repository.restore_user(c, user_id=user_id))
 
-    route = f"POST /api/users/{user_id}/restore"
+    route = f"POST /api/users/{user_id}/restore as {caller.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 
 @get(
     "/{user_id:str}/posts",
     summary="List a live user's posts, newest first",
-    responses=problem_responses(404),
+    description="Drafts only for their author and admins.",
+    security=PUBLIC,
+    responses=problem_responses(401, 404),
 )
 async def list_user_posts(
     conn: ConnectionDep,
+    caller: CallerDep,
     user_id: UserId,
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     published: Published = None,
 ) -> PostPage:
     rows = await posts_repository.list_user_posts(
-        conn, author_id=user_id, cursor=decode_cursor(cursor), limit=limit, published=published
+        conn,
+        author_id=user_id,
+        caller=caller,
+        cursor=decode_cursor(cursor),
+        limit=limit,
+        published=published,
     )
     if rows is None:
         raise repository.not_found(user_id)
@@ -141,6 +227,7 @@ router = Router(
     route_handlers=[
         create_user,
         list_users,
+        get_me,
         get_user,
         update_user,
         delete_user,

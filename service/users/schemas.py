@@ -9,8 +9,9 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from service.auth.schemas import Password
 from service.posts.schemas import Post
-from service.validation import address, trimmed
+from service.validation import address, no_nul, trimmed
 
 Email = Annotated[
     str,
@@ -32,7 +33,8 @@ NAME_MAX = 100
 
 class User(msgspec.Struct, kw_only=True):
     id: UUID
-    email: str
+    # Only for the user itself and admins; left out of the response for everybody else.
+    email: str | UnsetType = UNSET
     name: str
     created_at: datetime
     updated_at: datetime
@@ -48,7 +50,7 @@ class UserColumns(Protocol):
     @property
     def id(self) -> UUID: ...
     @property
-    def email(self) -> str: ...
+    def email(self) -> str | None: ...
     @property
     def name(self) -> str: ...
     @property
@@ -66,7 +68,7 @@ def user_from(row: UserColumns) -> User:
     """Generated row -> API User; a column whose type changes breaks this call in mypy."""
     return User(
         id=row.id,
-        email=row.email,
+        email=UNSET if row.email is None else row.email,
         name=row.name,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -76,7 +78,7 @@ def user_from(row: UserColumns) -> User:
 def user_with_posts_from(row: UserWithPostsColumns) -> UserWithPosts:
     return UserWithPosts(
         id=row.id,
-        email=row.email,
+        email=UNSET if row.email is None else row.email,
         name=row.name,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -93,22 +95,31 @@ class UserPage(msgspec.Struct, kw_only=True):
 class UserCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     email: Email
     name: Name
+    password: Password
 
     def __post_init__(self) -> None:
         address("email", self.email)
         self.name = trimmed("name", self.name, min_length=1, max_length=NAME_MAX)
+        no_nul("password", self.password)
 
 
 class UserPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Any of the fields; those left out keep their value."""
+    """Any of the fields; those left out keep their value. A new `password` needs the
+    `current_password` too, unless an admin sets it."""
 
     email: Email | UnsetType = UNSET
     name: Name | UnsetType = UNSET
+    password: Password | UnsetType = UNSET
+    current_password: Annotated[str, Meta(min_length=1, max_length=128)] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
-        if self.email is UNSET and self.name is UNSET:
-            raise ValueError("give at least one of `email`, `name`")
+        if self.email is UNSET and self.name is UNSET and self.password is UNSET:
+            raise ValueError("give at least one of `email`, `name`, `password`")
         if not isinstance(self.email, UnsetType):
             address("email", self.email)
         if not isinstance(self.name, UnsetType):
             self.name = trimmed("name", self.name, min_length=1, max_length=NAME_MAX)
+        if not isinstance(self.password, UnsetType):
+            no_nul("password", self.password)
+        if self.password is UNSET and self.current_password is not UNSET:
+            raise ValueError("field `current_password` goes only with `password`")

@@ -1,12 +1,28 @@
--- delete_post: soft-delete a visible post (live, by a live author).
--- @returns scalar
--- Returns: the id of the deleted row, or no row if the post was not visible.
--- :post_id  the post's id
-UPDATE posts AS p
-SET deleted_at = now()
-FROM users AS u
-WHERE p.id = :post_id
-  AND p.deleted_at IS NULL
-  AND u.id = p.author_id
-  AND u.deleted_at IS NULL
-RETURNING p.id
+-- delete_post: soft-delete a live post (of a live author) when the caller is its author
+-- or an admin.
+-- @returns one
+-- @not-null allowed, visible
+-- Returns: no row when the post is missing, deleted or its author deleted. Otherwise
+-- one row: `allowed`, `visible` (as in update_post) and `id`, set when it was deleted.
+-- :post_id    the post's id
+-- :caller_id  the signed-in caller's id
+-- :is_admin   whether the caller is an admin
+WITH target AS (
+    SELECT p.id, (p.author_id = :caller_id::uuid OR :is_admin::boolean) AS allowed, p.published
+    FROM posts AS p
+    JOIN users AS u ON u.id = p.author_id
+    WHERE p.id = :post_id
+      AND p.deleted_at IS NULL
+      AND u.deleted_at IS NULL
+), deleted AS (
+    UPDATE posts AS p
+    SET deleted_at = now()
+    FROM target AS t
+    WHERE p.id = t.id
+      AND t.allowed
+      AND p.deleted_at IS NULL
+    RETURNING p.id
+)
+SELECT t.allowed, t.published OR t.allowed AS visible, d.id
+FROM target AS t
+LEFT JOIN deleted AS d ON d.id = t.id

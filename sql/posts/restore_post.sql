@@ -1,16 +1,33 @@
--- restore_post: bring back a soft-deleted post of a live author (a live post is
--- returned unchanged).
+-- restore_post: bring back a soft-deleted post of a live author when the caller is its
+-- author or an admin (a live post is returned unchanged).
 -- @returns one
--- @not-null author
--- Returns: the row shaped like Post, or no row if no such post exists or its
--- author is deleted (restore the user first).
--- :post_id  the post's id
-UPDATE posts AS p
-SET deleted_at = NULL,
-    updated_at = CASE WHEN p.deleted_at IS NULL THEN p.updated_at ELSE now() END
-FROM users AS u
-WHERE p.id = :post_id
-  AND u.id = p.author_id
-  AND u.deleted_at IS NULL
-RETURNING p.id, p.author_id, p.title, p.content, p.published, p.created_at, p.updated_at,
-          json_build_object('id', u.id, 'name', u.name) AS author
+-- @not-null allowed, visible
+-- Returns: no row if no such post exists or its author is deleted (restore the user
+-- first). Otherwise one row: `allowed`, `visible` (as in update_post) and, when
+-- allowed, the post shaped like Post.
+-- :post_id    the post's id
+-- :caller_id  the signed-in caller's id
+-- :is_admin   whether the caller is an admin
+-- @includes-deleted
+WITH target AS (
+    SELECT p.id, (p.author_id = :caller_id::uuid OR :is_admin::boolean) AS allowed, p.published
+    FROM posts AS p
+    JOIN users AS u ON u.id = p.author_id
+    WHERE p.id = :post_id
+      AND u.deleted_at IS NULL
+), restored AS (
+    UPDATE posts AS p
+    SET deleted_at = NULL,
+        updated_at = CASE WHEN p.deleted_at IS NULL THEN p.updated_at ELSE now() END
+    FROM target AS t, users AS u
+    WHERE p.id = t.id
+      AND t.allowed
+      AND u.id = p.author_id
+      AND u.deleted_at IS NULL
+    RETURNING p.id, p.author_id, p.title, p.content, p.published, p.created_at, p.updated_at,
+              json_build_object('id', u.id, 'name', u.name) AS author
+)
+SELECT t.allowed, t.published OR t.allowed AS visible,
+       r.id, r.author_id, r.title, r.content, r.published, r.created_at, r.updated_at, r.author
+FROM target AS t
+LEFT JOIN restored AS r ON r.id = t.id

@@ -1,10 +1,17 @@
--- get_user_with_posts: one live user and their 20 newest live posts, in one statement.
+-- get_user_with_posts: one live user and the 20 newest of its live posts the caller may
+-- see (drafts only for the author and admins), in one statement.
 -- @returns one
+-- @optional-params caller_id
 -- @not-null posts
 -- Returns: at most one row shaped like User plus `posts`, a JSON array of Post
--- objects (each with its author), newest first; [] when the user has none.
--- :user_id  the user's id
-SELECT u.id, u.email, u.name, u.created_at, u.updated_at,
+-- objects (each with its author), newest first; [] when none is visible. `email` is
+-- NULL unless the caller is that user or an admin.
+-- :user_id    the user's id
+-- :caller_id  the signed-in caller's id; NULL for anonymous
+-- :is_admin   whether the caller is an admin
+SELECT u.id,
+       CASE WHEN u.id = :caller_id::uuid OR :is_admin::boolean THEN u.email END AS email,
+       u.name, u.created_at, u.updated_at,
        COALESCE(recent.posts, '[]'::json) AS posts
 FROM users AS u
 LEFT JOIN LATERAL (
@@ -26,6 +33,7 @@ LEFT JOIN LATERAL (
         FROM posts AS p
         WHERE p.author_id = u.id
           AND p.deleted_at IS NULL
+          AND (p.published OR p.author_id = :caller_id::uuid OR :is_admin::boolean)
         ORDER BY p.created_at DESC, p.id DESC
         LIMIT 20
     ) AS p

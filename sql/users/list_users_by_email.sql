@@ -1,5 +1,6 @@
 -- list_users_by_email: the page of live users whose email equals :email, ignoring case
--- (at most one row: live emails are unique case-insensitively).
+-- (at most one row: live emails are unique case-insensitively). Admins only: the
+-- route's guard refuses everybody else, so the email is always shown.
 -- @returns many
 -- @optional-params before_created_at, before_id
 -- Returns: rows shaped like User.

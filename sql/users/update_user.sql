@@ -1,13 +1,25 @@
--- update_user: change a live user's email and/or name; updated_at moves.
+-- update_user: change a live user's email, name and/or password; updated_at moves.
+-- A new password revokes every refresh token of the user except the current login's.
 -- @returns one
--- @optional-params email, name
+-- @optional-params email, name, password_hash, keep_family
 -- Returns: the updated row shaped like User, or no row if the user is missing or deleted.
--- :user_id  the user's id
--- :email    new email, or NULL to keep it
--- :name     new name (trimmed), or NULL to keep it
+-- :user_id        the user's id
+-- :email          new email, or NULL to keep it
+-- :name           new name (trimmed), or NULL to keep it
+-- :password_hash  hash of the new password, or NULL to keep it
+-- :keep_family    the caller's login (its refresh tokens survive a password change)
+WITH revoked AS (
+    UPDATE refresh_tokens AS r
+    SET revoked_at = now()
+    WHERE r.user_id = :user_id
+      AND :password_hash::text IS NOT NULL
+      AND r.revoked_at IS NULL
+      AND r.family_id IS DISTINCT FROM :keep_family::uuid
+)
 UPDATE users AS u
 SET email = COALESCE(:email::text, u.email),
     name = COALESCE(:name::text, u.name),
+    password_hash = COALESCE(:password_hash::text, u.password_hash),
     updated_at = now()
 WHERE u.id = :user_id
   AND u.deleted_at IS NULL

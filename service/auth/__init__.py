@@ -1,0 +1,1 @@
+"""Accounts and tokens: passwords, access and refresh tokens, the current caller, guards."""

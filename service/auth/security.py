@@ -1,0 +1,143 @@
+"""Bearer authentication with Litestar's OAuth2PasswordBearerAuth, and the guards.
+
+Litestar's JWT middleware answers 401 to any request without a token. rawpost's reads
+are public but caller-aware (an owner sees its email and drafts), so the middleware
+here lets a request without an Authorization header through as anonymous
+(`request.user` is None) and leaves "a caller is required" to the `signed_in` guard. A
+header that is present but not a valid, live, unrevoked bearer token is a 401 on every
+route. Tokens are verified with the current secret, then the previous one (rotation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.authentication import AuthenticationResult
+from litestar.security.jwt import JWTCookieAuthenticationMiddleware, OAuth2PasswordBearerAuth, Token
+
+from service.auth.callers import Callers
+from service.auth.schemas import Caller
+from service.auth.tokens import ALGORITHM, Keys
+from service.errors import ForbiddenError, UnauthorizedError
+
+TOKEN_URL = "/api/auth/token"  # noqa: S105 (a path, not a password)
+SCHEME = "BearerToken"
+
+
+class BearerMiddleware(JWTCookieAuthenticationMiddleware):
+    """The header only (no cookie: no CSRF surface); no header means anonymous."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, *args: Any, previous_secret: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keys = Keys(current=self.token_secret, previous=previous_secret)
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get(self.auth_header)
+        if header is None:
+            return AuthenticationResult(user=None, auth=None)
+        scheme, _, encoded = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not encoded.strip():
+            raise UnauthorizedError("the Authorization header must be `Bearer <access token>`")
+        return await self.authenticate_token(encoded.strip(), connection)
+
+    async def authenticate_token(
+        self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        try:
+            token = self.keys.decode(encoded_token)
+        except NotAuthorizedException as exc:
+            raise UnauthorizedError(exc.detail) from None
+        user = await self.retrieve_user_handler(token, connection)
+        if user is None or (
+            self.revoked_token_handler and await self.revoked_token_handler(token, connection)
+        ):
+            raise UnauthorizedError("the access token was revoked or its user no longer exists")
+        return AuthenticationResult(user=user, auth=token)
+
+
+def _callers(connection: ASGIConnection[Any, Any, Any, Any]) -> Callers:
+    callers: Callers = connection.app.state.callers
+    return callers
+
+
+async def retrieve_caller(
+    token: Token, connection: ASGIConnection[Any, Any, Any, Any]
+) -> Caller | None:
+    return await _callers(connection).caller_for(token)
+
+
+async def token_revoked(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    return _callers(connection).revoked(token)
+
+
+@dataclass
+class BearerAuth(OAuth2PasswordBearerAuth[Caller | None, Token]):
+    """OAuth2PasswordBearerAuth whose middleware also knows the previous secret."""
+
+    previous_secret: str | None = None
+
+    @property
+    def middleware(self) -> DefineMiddleware:
+        middleware = super().middleware
+        middleware.kwargs["previous_secret"] = self.previous_secret
+        return middleware
+
+
+def bearer_auth(secret: str, previous_secret: str | None) -> BearerAuth:
+    return BearerAuth(
+        token_secret=secret,
+        previous_secret=previous_secret,
+        token_url=TOKEN_URL,
+        retrieve_user_handler=retrieve_caller,
+        revoked_token_handler=token_revoked,
+        authentication_middleware_class=BearerMiddleware,
+        algorithm=ALGORITHM,
+        openapi_security_scheme_name=SCHEME,
+        description="An access token from `POST /api/auth/token` (the Authorize button signs"
+        " in with email and password), sent as `Authorization: Bearer <token>`.",
+        # Only what goes under /api is authenticated; health, metrics and docs are not.
+        exclude=["^/health", "^/metrics", "^/schema"],
+    )
+
+
+# --- guards: who may act (which rows they see is decided in the SQL) ----------------------
+
+
+def caller_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Caller | None:
+    user: Caller | None = connection.scope.get("user")
+    return user
+
+
+def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """401 without a caller."""
+    if caller_of(connection) is None:
+        raise UnauthorizedError("this route needs a signed-in caller: send a bearer token")
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """401 without a caller, 403 unless the caller is an admin."""
+    signed_in(connection, handler)
+    caller = caller_of(connection)
+    if caller is None or not caller.is_admin:
+        raise ForbiddenError("only an admin may do this")
+
+
+# Per route: who may use it, for the OpenAPI document.
+PUBLIC: list[dict[str, list[str]]] = [{}, {SCHEME: []}]  # anonymous, or with a token
+SIGNED_IN: list[dict[str, list[str]]] = [{SCHEME: []}]
+
+
+# What a handler declares to learn its caller: `caller: CallerDep` (None: anonymous), or
+# `caller: SignedInCaller` on routes whose `signed_in` guard already refused anonymous.
+CallerDep: TypeAlias = NamedDependency[Caller | None]
+SignedInCaller: TypeAlias = NamedDependency[Caller]

@@ -1,0 +1,85 @@
+"""Operator commands: `rawpost users set-password|promote|demote EMAIL`, `rawpost token`.
+
+No HTTP route grants a role or sets a password without the current one: these run with
+the database's own credentials, on the operator's terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+import click
+import msgspec
+
+from service.auth.passwords import HASHER
+from service.auth.schemas import ADMIN, Password
+from service.auth.tokens import Keys, mint_access_token
+from service.config import Settings
+from service.users import repository
+
+T = TypeVar("T")
+
+
+def _run(
+    database_url: str, work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]
+) -> T:
+    async def main() -> T:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def read_password() -> str:
+    """From a hidden prompt (typed twice) on a terminal, else the first line of stdin;
+    never from the command line, where `ps` and shell history would show it."""
+    if sys.stdin.isatty():
+        text: str = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    else:
+        text = sys.stdin.readline().rstrip("\r\n")
+    try:
+        return msgspec.convert(text, Password)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"the password is not acceptable: {exc}") from None
+
+
+def set_password(database_url: str, email: str, password: str) -> uuid.UUID:
+    password_hash = HASHER.hash(password)
+
+    async def work(conn: asyncpg.Connection[asyncpg.Record]) -> uuid.UUID | None:
+        return await repository.update_user_password(conn, email=email, password_hash=password_hash)
+
+    return _found(_run(database_url, work), email)
+
+
+def set_role(database_url: str, email: str, role: str) -> uuid.UUID:
+    async def work(conn: asyncpg.Connection[asyncpg.Record]) -> uuid.UUID | None:
+        return await repository.update_user_role(conn, email=email, role=role)
+
+    return _found(_run(database_url, work), email)
+
+
+def _found(user_id: uuid.UUID | None, email: str) -> uuid.UUID:
+    if user_id is None:
+        raise click.ClickException(f"no live user has the email {email!r}")
+    return user_id
+
+
+def mint_tokens(settings: Settings, user_ids: list[uuid.UUID], ttl: int) -> list[str]:
+    """Access tokens for these ids, signed with the configured secret (no password)."""
+    assert settings.jwt_secret is not None
+    keys = Keys(current=settings.jwt_secret)
+    return [mint_access_token(keys, user_id=user_id, ttl=ttl) for user_id in user_ids]
+
+
+def promote_message(email: str, role: str) -> str:
+    verb = "is now an admin" if role == ADMIN else "is no longer an admin"
+    return f"{email} {verb}; every worker applies it within a second"

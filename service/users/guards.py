@@ -1,0 +1,28 @@
+"""Who may act on a user: the user itself or an admin (visibility is decided in SQL)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from service.auth.security import caller_of, signed_in
+from service.errors import ForbiddenError
+
+
+def owner_or_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """401 without a caller; 403 for anyone but the user itself or an admin, the same for
+    every id (existing or not), so the answer tells nothing about which users exist."""
+    signed_in(connection, handler)
+    caller = caller_of(connection)
+    assert caller is not None
+    try:
+        user_id = uuid.UUID(connection.path_params["user_id"])
+    except (KeyError, ValueError):
+        return  # not a UUID: the route's own validation answers 400
+    if caller.id != user_id and not caller.is_admin:
+        raise ForbiddenError("only the user itself or an admin may change this user")
