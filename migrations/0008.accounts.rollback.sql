@@ -9,6 +9,8 @@ DROP FUNCTION users_auth_changed();
 DROP TABLE auth_events;
 -- squawk-ignore ban-drop-table
 DROP TABLE refresh_tokens;
+-- squawk-ignore ban-drop-table
+DROP TABLE refresh_families;
 -- squawk-ignore ban-drop-column
 ALTER TABLE users DROP COLUMN tokens_valid_after;
 -- squawk-ignore ban-drop-column

@@ -743,11 +743,14 @@ def _delete_created(database_url: str) -> int:
                 # check would scan posts once per deleted user (minutes for 100k users):
                 # check them all in one anti-join instead, with the per-row check off.
                 conn.execute("SET LOCAL session_replication_role = replica")
-                conn.execute(
-                    "DELETE FROM refresh_tokens AS r USING users AS u"
-                    " WHERE r.user_id = u.id AND u.email ~ %s",
-                    (CREATED_EMAILS,),
-                )
+                for table in ("refresh_tokens", "refresh_families"):
+                    key = "family_id" if table == "refresh_tokens" else "id"
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE {key} IN (SELECT f.id FROM"
+                        " refresh_families AS f JOIN users AS u ON u.id = f.user_id"
+                        " WHERE u.email ~ %s)",
+                        (CREATED_EMAILS,),
+                    )
                 deleted = conn.execute(
                     "DELETE FROM users AS u WHERE u.email ~ %s"
                     " AND NOT EXISTS (SELECT FROM posts AS p WHERE p.author_id = u.id)",

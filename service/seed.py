@@ -230,7 +230,7 @@ def fill(url: str, data: DataSet, *, force: bool) -> tuple[int, int]:
             )
         # TRUNCATE in this transaction lets COPY write frozen rows (FREEZE): no later
         # hint-bit rewrite of every page, and the visibility map is set for index-only scans.
-        conn.execute("TRUNCATE posts, refresh_tokens, auth_events, users")
+        conn.execute("TRUNCATE posts, refresh_tokens, refresh_families, auth_events, users")
         _copy(conn, _USER_COPY, data.users(), total=data.users_total, label="users")
         _copy(conn, _POST_COPY, data.posts(), total=data.posts_total, label="posts")
         conn.commit()

@@ -58,3 +58,9 @@ def strict_json(body: bytes, type_: type[T]) -> T:
         raise ValidationException(
             detail="Validation failed", extra=[{"message": message, "key": field}]
         ) from None
+    except msgspec.DecodeError as exc:
+        # Routes that read only the raw body (the token route) meet malformed JSON here;
+        # the others have had Litestar parse it first.
+        raise ValidationException(
+            detail="Validation failed", extra=[{"message": f"malformed JSON: {exc}", "key": "body"}]
+        ) from None

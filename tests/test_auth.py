@@ -120,6 +120,39 @@ def test_sign_in_with_the_oauth2_password_form_as_the_docs_send_it(api: Client) 
     assert_401(api.post("/api/auth/token", data={**form, "password": "wrong password!"}))
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"", "application/json"),
+        (b"{", "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"[]", "application/json"),
+        (b"--x\r\n", "multipart/form-data; boundary=x"),
+        (b"email=a", "text/plain"),
+        (b"username=a&username=b&password=x", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_a_malformed_sign_in_body_is_400(api: Client, body: bytes, content_type: str) -> None:
+    response = api.post("/api/auth/token", content=body, headers={"content-type": content_type})
+    problem = assert_problem(response, 400)
+    assert "Traceback" not in problem["detail"]
+
+
+def test_a_sign_up_idempotency_hash_is_keyed_not_a_plain_digest_of_the_password(
+    api: Client, db: DB
+) -> None:
+    import hashlib
+    import json
+
+    body = json.dumps({"email": "k@example.com", "name": "K", "password": PASSWORD}).encode()
+    headers = {"content-type": "application/json", "Idempotency-Key": "signup-1"}
+    body_of(api.post("/api/users", content=body, headers=headers), 201)
+    replay = api.post("/api/users", content=body, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
+    (stored,) = db.execute("SELECT request_hash FROM idempotency_keys").fetchall()
+    assert stored[0] != hashlib.sha256(body).hexdigest()
+
+
 def test_wrong_email_and_wrong_password_give_the_same_401_in_similar_time(api: Client) -> None:
     sign_up(api, "known@example.com")
     wrong_password = {"email": "known@example.com", "password": "not the password"}
@@ -259,6 +292,27 @@ def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_whole_login(
     body_of(api.post("/api/auth/refresh", json={"refresh_token": other["refresh_token"]}), 200)
 
 
+def test_the_same_refresh_token_presented_twice_at_once_revokes_the_login(api: Client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sign_up(api, "race@example.com")
+    for _ in range(5):
+        token = sign_in(api, "race@example.com")["refresh_token"]
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(
+                pool.map(
+                    lambda _, t=token: api.post("/api/auth/refresh", json={"refresh_token": t}),
+                    range(2),
+                )
+            )
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses in ([200, 401], [401, 401]), statuses
+        # Whoever won holds a token of a revoked login: it is refused.
+        for winner in (a for a in answers if a.status_code == 200):
+            again = {"refresh_token": winner.json()["refresh_token"]}
+            assert_401(api.post("/api/auth/refresh", json=again))
+
+
 def test_an_unknown_refresh_token_is_401(api: Client) -> None:
     assert_401(api.post("/api/auth/refresh", json={"refresh_token": "made-up"}))
     assert_problem(api.post("/api/auth/refresh", json={"refresh_token": "x", "more": 1}), 400)
@@ -329,6 +383,20 @@ def test_an_admin_sets_a_password_without_the_current_one(api: Client, admin_tok
     )
     body_of(response, 200)
     sign_in(api, "reset@example.com", "set by an admin!")
+
+
+def test_a_role_change_committed_late_is_still_seen_within_a_second(
+    api: Client, db_url: str
+) -> None:
+    user = sign_up(api, "late@example.com")
+    headers = bearer(mint_token(user["id"]))
+    lookup = {"email": "late@example.com"}
+    assert_problem(api.get("/api/users", params=lookup, headers=headers), 403)
+    with psycopg.connect(db_url) as conn:  # one transaction, open for 2.5 s
+        conn.execute("UPDATE users SET role = 'admin' WHERE id = %s", (user["id"],))
+        time.sleep(2.5)  # the workers poll a dozen times meanwhile
+    time.sleep(1.0)
+    assert body_of(api.get("/api/users", params=lookup, headers=headers), 200)["items"]
 
 
 # --- secrets and rotation -----------------------------------------------------------------

@@ -4,12 +4,17 @@ within a second.
 Every worker keeps, in memory, the role of the users whose tokens it has seen and the
 access tokens revoked by a logout. It polls `auth_events` (written by logout and, through
 a trigger, by every change of a user's role or liveness) every POLL_INTERVAL seconds;
-an event drops the user's cached entry or records the revoked `jti`. A cached answer is
-trusted only while the last poll that succeeded started less than TRUST_WINDOW ago, so a
-revocation committed at time T is applied everywhere by T + TRUST_WINDOW + one request,
-on every worker of every instance that shares the database, with no Redis and no extra
-round trip on the common path. A poller that cannot reach the database stops being
-trusted, and each request then asks the database itself (sql/auth/get_caller.sql).
+an event drops the user's cached entry or records the revoked `jti`. Each poll reads the
+events of every transaction still running at the poll before (a transaction-id
+watermark), so an event is seen however late its transaction commits.
+
+A cached answer is trusted only while the last poll that succeeded started less than
+TRUST_WINDOW ago, so a revocation committed at time T is applied everywhere by
+T + TRUST_WINDOW + one request, on every worker of every instance that shares the
+database, with no Redis and no extra statement on the common path. A poller that cannot
+reach the database stops being trusted, and each request then asks the database itself
+(sql/auth/get_caller.sql); after a long outage the cache starts over. Entries also
+expire after ENTRY_TTL, a safety net.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TypeAlias
 
 import msgspec
@@ -35,17 +40,20 @@ log = logging.getLogger("rawpost.auth")
 
 POLL_INTERVAL = 0.2
 TRUST_WINDOW = 0.75  # + one request in flight: under the contract's 1 s bound
-# Events are re-read this far back on every poll, so one whose transaction committed
-# after a poll that already looked past its timestamp is still seen.
-LOOK_BACK = timedelta(seconds=2)
+ENTRY_TTL = 60.0
+# A poller that has not succeeded for this long starts over (events are pruned after an
+# hour; docs/security.md).
+RESYNC_AFTER = 30.0
 PRUNE_EVERY = 60.0
 MAX_CACHED_USERS = 100_000
+REVOKED_FALLBACK_TTL = 24 * 3600.0
 
 
 class _Entry(msgspec.Struct, frozen=True, array_like=True):
     role: str
     # Tokens issued at or before this second are refused (the user was deleted once).
     valid_after: int | None
+    fetched: float  # monotonic
 
 
 def _epoch(value: datetime | None) -> int | None:
@@ -60,7 +68,9 @@ class Callers:
         self._users: dict[uuid.UUID, _Entry] = {}
         self._revoked: dict[str, float] = {}  # jti -> its token's expiry (epoch seconds)
         self._trusted_since = -1.0  # monotonic start of the last poll that succeeded
-        self._since: datetime | None = None
+        self._watermark: int | None = None  # oldest running xid at the last poll
+        self._polls = 0  # polls completed
+        self._touched: dict[uuid.UUID, int] = {}  # user -> the last poll that dropped it
         self.polls_failed = 0
 
     def _trusted(self) -> bool:
@@ -74,7 +84,7 @@ class Callers:
             return None
         jti = str(token.jti)
         entry = self._users.get(user_id) if self._trusted() else None
-        if entry is None:
+        if entry is None or time.monotonic() - entry.fetched > ENTRY_TTL:
             entry = await self._fetch(user_id, jti)
             if entry is None:
                 return None
@@ -87,6 +97,7 @@ class Callers:
         """This worker changed the user (deleted it): apply it here at once, not at the
         next poll, so the instance that made the write never serves the old answer."""
         self._users.pop(user_id, None)
+        self._touched[user_id] = self._polls + 1
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         """This worker logged a token out: refuse it here at once."""
@@ -97,6 +108,7 @@ class Callers:
         return str(token.jti) in self._revoked
 
     async def _fetch(self, user_id: uuid.UUID, jti: str) -> _Entry | None:
+        before = self._polls
         session = Session(self._db)
         try:
             row = await repository.get_caller(session, user_id=user_id, jti=jti)
@@ -105,38 +117,48 @@ class Callers:
         if row is None:
             return None
         if row.revoked:
-            self._revoked.setdefault(jti, time.time() + 24 * 3600)
+            self._revoked.setdefault(jti, time.time() + REVOKED_FALLBACK_TTL)
             return None
-        entry = _Entry(row.role, _epoch(row.tokens_valid_after))
-        if len(self._users) >= MAX_CACHED_USERS:
-            self._users.clear()
-        self._users[user_id] = entry
+        entry = _Entry(row.role, _epoch(row.tokens_valid_after), time.monotonic())
+        # A poll that dropped this user while the statement ran may have seen a change the
+        # statement did not: answer this request, but do not keep the answer.
+        if self._touched.get(user_id, -1) <= before:
+            if len(self._users) >= MAX_CACHED_USERS:
+                self._users.clear()
+            self._users[user_id] = entry
         return entry
 
     async def poll(self) -> None:
         """Apply every event since the last poll (all unexpired revocations, the first time)."""
         started = time.monotonic()
-        since = self._since - LOOK_BACK if self._since is not None else None
-        async with self._db.pool.acquire() as conn:
-            rows = await repository.list_auth_events(
-                conn, since=since or datetime(1970, 1, 1, tzinfo=UTC)
+        if self._trusted_since > 0 and started - self._trusted_since > RESYNC_AFTER:
+            log.info(
+                "auth poller starts over after %.0f s without a poll", started - self._trusted_since
             )
-        now = time.time()
+            self._users.clear()
+            self._watermark = None
+        async with self._db.pool.acquire(timeout=self._db.settings.acquire_timeout) as conn:
+            rows = await repository.list_auth_events(conn, since_xid=self._watermark or 0)
+        number = self._polls + 1
         for row in rows:
             if row.user_id is None:
-                self._since = row.polled_at
+                self._watermark = row.watermark
             elif row.jti is not None:
-                expires = row.expires_at.timestamp() if row.expires_at else now + 24 * 3600
-                self._revoked[row.jti] = expires
+                expires = row.expires_at.timestamp() if row.expires_at else None
+                self._revoked[row.jti] = expires or time.time() + REVOKED_FALLBACK_TTL
             else:
                 self._users.pop(row.user_id, None)
+                self._touched[row.user_id] = number
+        self._polls = number
         self._trusted_since = started
+        if len(self._touched) > 10_000:  # only recent polls matter to _fetch
+            self._touched = {u: n for u, n in self._touched.items() if n > number - 50}
 
     async def prune(self) -> None:
         """Forget revocations of tokens past their expiry, here and in the database."""
         now = time.time()
         self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > now}
-        async with self._db.pool.acquire() as conn:
+        async with self._db.pool.acquire(timeout=self._db.settings.acquire_timeout) as conn:
             await repository.delete_expired_auth_events(conn)
 
     @contextlib.asynccontextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
@@ -37,6 +39,14 @@ class Issuer:
         self.access_ttl = settings.access_token_ttl
         self.refresh_ttl = settings.refresh_token_ttl
         self.passwords = passwords
+        self._fingerprint_key = hashlib.sha256(
+            b"rawpost idempotency " + settings.jwt_secret.encode()
+        ).digest()
+
+    def fingerprint(self, body: bytes) -> bytes:
+        """A keyed digest of a request body that holds a password, for Idempotency-Key's
+        request hash: a plain sha256 stored beside the email would be cheap to crack."""
+        return hmac.new(self._fingerprint_key, body, hashlib.sha256).digest()
 
     def pair(self, user_id: uuid.UUID, session_id: uuid.UUID, refresh_token: str) -> TokenPair:
         access = mint_access_token(
@@ -52,9 +62,10 @@ async def get_caller(conn: Executor, *, user_id: uuid.UUID, jti: str) -> q.GetCa
     return await q.get_caller(conn, user_id=user_id, jti=jti)
 
 
-async def list_auth_events(conn: Executor, *, since: datetime) -> list[q.ListAuthEventsRow]:
-    """Revocations and user changes since `since` (see service/auth/callers.py)."""
-    return await q.list_auth_events(conn, since=since)
+async def list_auth_events(conn: Executor, *, since_xid: int) -> list[q.ListAuthEventsRow]:
+    """Revocations and user changes of transactions from `since_xid` on (see
+    service/auth/callers.py)."""
+    return await q.list_auth_events(conn, since_xid=since_xid)
 
 
 async def delete_expired_auth_events(conn: Executor) -> None:
@@ -66,7 +77,7 @@ async def sign_in(conn: Executor, issuer: Issuer, *, email: str, password: str) 
     for an unknown email, a wrong password and a user without a password."""
     row = await q.get_credentials(conn, email=email, user_id=None)
     ok, rehashed = await issuer.passwords.verify(password, row.password_hash if row else None)
-    if row is None or not ok:
+    if row is None or not ok or row.password_hash is None:
         raise UnauthorizedError(_WRONG)
     refresh, digest = new_refresh_token()
     family = await q.insert_refresh_token(
@@ -76,6 +87,7 @@ async def sign_in(conn: Executor, issuer: Issuer, *, email: str, password: str) 
         family_id=uuid.uuid4(),
         ttl_seconds=float(issuer.refresh_ttl),
         password_hash=rehashed,
+        verified_hash=row.password_hash,
     )
     if family is None:  # deleted between the two statements
         raise UnauthorizedError(_WRONG)
@@ -83,21 +95,22 @@ async def sign_in(conn: Executor, issuer: Issuer, *, email: str, password: str) 
 
 
 async def refresh(conn: Executor, issuer: Issuer, *, refresh_token: str) -> TokenPair:
-    """Rotate a refresh token; a retired one revokes its whole family and is a 401."""
+    """Rotate a refresh token (one statement). A token of a live login that could not be
+    rotated was used before, or has expired: a second statement, with a fresh snapshot,
+    revokes the login if it was used (also when another request rotated it a moment ago),
+    and the answer is a 401 either way."""
+    presented = refresh_digest(refresh_token)
     successor, digest = new_refresh_token()
     row = await q.update_refresh_token(
-        conn,
-        token_hash=refresh_digest(refresh_token),
-        new_token_hash=digest,
-        ttl_seconds=float(issuer.refresh_ttl),
+        conn, token_hash=presented, new_token_hash=digest, ttl_seconds=float(issuer.refresh_ttl)
     )
-    if row is None or row.user_id is None or row.family_id is None:
-        if row is not None and row.reused:
-            raise UnauthorizedError(
-                "this refresh token was already used: every token of its login is now revoked"
-            )
-        raise UnauthorizedError("the refresh token is unknown, expired or revoked")
-    return issuer.pair(row.user_id, row.family_id, successor)
+    if row is not None and row.user_id is not None and row.family_id is not None:
+        return issuer.pair(row.user_id, row.family_id, successor)
+    if row is not None and row.known and await q.update_refresh_family(conn, token_hash=presented):
+        raise UnauthorizedError(
+            "this refresh token was already used: every token of its login is now revoked"
+        )
+    raise UnauthorizedError("the refresh token is unknown, expired or revoked")
 
 
 async def log_out(

@@ -25,16 +25,19 @@ _GET_CREDENTIALS = query(
     "auth/get_credentials", "567dea4d0c76aa95a0522681264c958d423602b7c1aefd58eb9f82c4a3199342"
 )
 _INSERT_REFRESH_TOKEN = query(
-    "auth/insert_refresh_token", "8931823b5d81c13e8c6c41c463fcad674101d17815461162225facb5328190b0"
+    "auth/insert_refresh_token", "3e69729302d04bc924a2102b37bfb26170317d2598ed7e2ba593ba465b4da742"
 )
 _INSERT_REVOCATION = query(
-    "auth/insert_revocation", "8d42276b97390911ba8d8dead8168b5a25dfbf87ca318ac5746ac6fa37aefa80"
+    "auth/insert_revocation", "8ce4967f5bdef01c0af97662ba29f7836c54bf3f83177121fb1a6b4ffe54df4d"
 )
 _LIST_AUTH_EVENTS = query(
-    "auth/list_auth_events", "3d6dc04b4e29f27eda4db8fc59fb10e2353c6d94fae28efcaa2862e7158cbc3a"
+    "auth/list_auth_events", "7c647c2ede5b81ed6b12894a37bdcd6aba485d2548a5c10be3b524d912d87324"
+)
+_UPDATE_REFRESH_FAMILY = query(
+    "auth/update_refresh_family", "e0504a4478efd288a38faccb2d51d457093ede94e8c63aa6b2b5d91b5f281780"
 )
 _UPDATE_REFRESH_TOKEN = query(
-    "auth/update_refresh_token", "ee8686768661cc8bf60ea9e2498739789295525d6841f6adf0e500cde267cd29"
+    "auth/update_refresh_token", "a02b868ba91c285abf8a57453f1ef246cba9ff2f091c739f11b1a8f0f0668ef0"
 )
 
 
@@ -78,17 +81,24 @@ async def get_credentials(
 async def insert_refresh_token(
     conn: Executor,
     *,
-    password_hash: str | None,
     user_id: uuid.UUID,
-    token_hash: bytes,
+    password_hash: str | None,
+    verified_hash: str,
     family_id: uuid.UUID,
+    token_hash: bytes,
     ttl_seconds: float,
 ) -> uuid.UUID | None:
     """auth/insert_refresh_token.sql: start a login (a new token family) after a successful
     sign-in, storing a re-made password hash when the hashing parameters changed."""
     return msgspec.convert(
         await conn.fetchval(
-            _INSERT_REFRESH_TOKEN.sql, password_hash, user_id, token_hash, family_id, ttl_seconds
+            _INSERT_REFRESH_TOKEN.sql,
+            user_id,
+            password_hash,
+            verified_hash,
+            family_id,
+            token_hash,
+            ttl_seconds,
         ),
         uuid.UUID | None,
     )
@@ -102,9 +112,9 @@ async def insert_revocation(
     jti: str,
     expires_at: datetime.datetime,
 ) -> None:
-    """auth/insert_revocation.sql: log out one login. Its refresh tokens are revoked and
-    the access token presented is recorded as revoked until it expires (every worker
-    polls this)."""
+    """auth/insert_revocation.sql: log out one login. The login (its refresh tokens) is
+    revoked and the access token presented is recorded as revoked until it expires
+    (every worker polls this)."""
     await conn.execute(_INSERT_REVOCATION.sql, family_id, user_id, jti, expires_at)
 
 
@@ -114,16 +124,26 @@ class ListAuthEventsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=Tr
     user_id: uuid.UUID | None
     jti: str | None
     expires_at: datetime.datetime | None
-    polled_at: datetime.datetime
+    watermark: int
 
 
-async def list_auth_events(conn: Executor, *, since: datetime.datetime) -> list[ListAuthEventsRow]:
-    """auth/list_auth_events.sql: revocations and user changes recorded since a point in
-    time, for the per-worker caller cache (service/auth/callers.py)."""
+async def list_auth_events(conn: Executor, *, since_xid: int) -> list[ListAuthEventsRow]:
+    """auth/list_auth_events.sql: revocations and user changes written by every transaction
+    that was still running at the previous poll or started since, for the per-worker
+    caller cache (service/auth/callers.py)."""
     return [
         msgspec.convert(tuple(row), ListAuthEventsRow)
-        for row in await conn.fetch(_LIST_AUTH_EVENTS.sql, since)
+        for row in await conn.fetch(_LIST_AUTH_EVENTS.sql, since_xid)
     ]
+
+
+async def update_refresh_family(conn: Executor, *, token_hash: bytes) -> uuid.UUID | None:
+    """auth/update_refresh_family.sql: revoke the login of a refresh token that was
+    presented again after it had been used (a stolen token, or its owner, replaying it):
+    every token descended from that sign-in stops working."""
+    return msgspec.convert(
+        await conn.fetchval(_UPDATE_REFRESH_FAMILY.sql, token_hash), uuid.UUID | None
+    )
 
 
 class UpdateRefreshTokenRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -131,14 +151,14 @@ class UpdateRefreshTokenRow(msgspec.Struct, frozen=True, kw_only=True, array_lik
 
     user_id: uuid.UUID | None
     family_id: uuid.UUID | None
-    reused: bool
+    known: bool
 
 
 async def update_refresh_token(
     conn: Executor, *, token_hash: bytes, new_token_hash: bytes, ttl_seconds: float
 ) -> UpdateRefreshTokenRow | None:
     """auth/update_refresh_token.sql: rotate a refresh token. The presented token is
-    retired and a new one of the same family issued; presenting a retired token again
-    revokes its whole family (every token descended from that sign-in)."""
+    retired and a new one of the same login (family) issued, if the token is unused and
+    unexpired, its login not revoked and its user live."""
     row = await conn.fetchrow(_UPDATE_REFRESH_TOKEN.sql, token_hash, new_token_hash, ttl_seconds)
     return None if row is None else msgspec.convert(tuple(row), UpdateRefreshTokenRow)

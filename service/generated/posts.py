@@ -30,7 +30,7 @@ _LIST_USER_POSTS = query(
     "posts/list_user_posts", "884291feff9e9fde912b57e34b94d6c52ff6742993368647481b5b49dbce9615"
 )
 _RESTORE_POST = query(
-    "posts/restore_post", "745b3204c19593f5c7e68350f88d0c1e306585697e0e10b5947870e2d3f67e62"
+    "posts/restore_post", "70e10c31b38ecaa37003812b253be53e5e4d4c123fc89face296397ef6f7a312"
 )
 _UPDATE_POST = query(
     "posts/update_post", "9179cf8f083f4481d2e23229597b70e286192b43454b573b95f58ae1915c13f7"

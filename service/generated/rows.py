@@ -16,6 +16,7 @@ class AuthEventsRow(msgspec.Struct, frozen=True, kw_only=True):
     """A row of `auth_events`."""
 
     id: int
+    xid: int
     at: datetime.datetime
     user_id: uuid.UUID
     jti: str | None
@@ -47,16 +48,24 @@ class PostsRow(msgspec.Struct, frozen=True, kw_only=True):
     deleted_at: datetime.datetime | None
 
 
+class RefreshFamiliesRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of `refresh_families`."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    created_at: datetime.datetime
+    last_used_at: datetime.datetime | None
+    revoked_at: datetime.datetime | None
+
+
 class RefreshTokensRow(msgspec.Struct, frozen=True, kw_only=True):
     """A row of `refresh_tokens`."""
 
     token_hash: bytes
-    user_id: uuid.UUID
     family_id: uuid.UUID
     created_at: datetime.datetime
     expires_at: datetime.datetime
     used_at: datetime.datetime | None
-    revoked_at: datetime.datetime | None
 
 
 class UsersRow(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,10 +36,10 @@ _RESTORE_USER = query(
     "users/restore_user", "d247b02fc66d4ed8d21987dcb2e2f7b9f30655e8246e0fc2569580b1fdb7c274"
 )
 _UPDATE_USER = query(
-    "users/update_user", "857f43c5a78dbf53c707ce41c8bf60ba0f4f45e8a9f75a453db1eaf3e0ff6fd3"
+    "users/update_user", "da3d14704c5a57b5b6312c4730307acf92381f57985a606276f0ba8e50ca1cd4"
 )
 _UPDATE_USER_PASSWORD = query(
-    "users/update_user_password", "663ab65d7bdf4e6789bef921fdd1009148adcc7d320585cbbf3d6b9b18ee434c"
+    "users/update_user_password", "c8c4c2b64aa8c39bbeeba6a27c7a29ee6933e564f164670035b54642514dbc57"
 )
 _UPDATE_USER_ROLE = query(
     "users/update_user_role", "144882d1af6bb7a3ce5aa63fa5b576828d6f56b5cdfd105c24b99603e8c56f07"
@@ -202,8 +202,7 @@ async def update_user(
     name: str | None,
 ) -> UpdateUserRow | None:
     """users/update_user.sql: change a live user's email, name and/or password; updated_at
-    moves. A new password revokes every refresh token of the user except the current
-    login's."""
+    moves. A new password revokes every login of the user except the caller's own."""
     row = await conn.fetchrow(_UPDATE_USER.sql, user_id, password_hash, keep_family, email, name)
     return None if row is None else msgspec.convert(tuple(row), UpdateUserRow)
 
@@ -212,7 +211,7 @@ async def update_user_password(
     conn: Executor, *, email: str, password_hash: str
 ) -> uuid.UUID | None:
     """users/update_user_password.sql: an operator sets a live user's password (`rawpost
-    users set-password EMAIL`); every refresh token of the user is revoked."""
+    users set-password EMAIL`); every login (refresh token) of the user is revoked."""
     return msgspec.convert(
         await conn.fetchval(_UPDATE_USER_PASSWORD.sql, email, password_hash), uuid.UUID | None
     )

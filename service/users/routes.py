@@ -73,7 +73,10 @@ async def create_user(
         )
         return Outcome(201, user, f"/api/users/{user.id}")
 
-    return await idempotent(conn, route="POST /api/users", key=idempotency_key, body=body, run=run)
+    # The body holds the password: its Idempotency-Key hash is keyed (HMAC), never plain.
+    return await idempotent(
+        conn, route="POST /api/users", key=idempotency_key, body=issuer.fingerprint(body), run=run
+    )
 
 
 @get(

@@ -1,15 +1,17 @@
--- list_auth_events: revocations and user changes recorded since a point in time, for
--- the per-worker caller cache (service/auth/callers.py).
+-- list_auth_events: revocations and user changes written by every transaction that was
+-- still running at the previous poll or started since, for the per-worker caller cache
+-- (service/auth/callers.py).
 -- @returns many
--- @not-null polled_at
--- Returns: one row per event at or after :since (a revoked access token when `jti` is
--- set, else "this user's role or liveness changed"), plus the server's clock, so the
--- next poll can ask from there.
--- :since  the database time of the previous poll minus a margin; -infinity at start
-SELECT e.user_id, e.jti, e.expires_at, now() AS polled_at
+-- @not-null watermark
+-- Returns: one row per event (a revoked access token when `jti` is set, else "this
+-- user's role or liveness changed"), plus one row whose `user_id` is NULL; every row
+-- carries `watermark`, the oldest transaction still running now: the next poll asks
+-- from there, so an event is read however late its transaction commits.
+-- :since_xid  the previous poll's watermark; 0 at start (every unexpired event)
+SELECT e.user_id, e.jti, e.expires_at,
+       pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS watermark
 FROM auth_events AS e
-WHERE e.at >= :since::timestamptz
+WHERE e.xid >= :since_xid::bigint
   AND (e.jti IS NULL OR e.expires_at > now())
 UNION ALL
--- One row even when nothing happened, to carry the clock.
-SELECT NULL, NULL, NULL, now()
+SELECT NULL, NULL, NULL, pg_snapshot_xmin(pg_current_snapshot())::text::bigint

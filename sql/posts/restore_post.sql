@@ -3,14 +3,16 @@
 -- @returns one
 -- @not-null allowed, visible
 -- Returns: no row if no such post exists or its author is deleted (restore the user
--- first). Otherwise one row: `allowed`, `visible` (as in update_post) and, when
+-- first). Otherwise one row: `allowed`, `visible` (allowed, or a live published post:
+-- a deleted post is visible to nobody else, so its existence is not told) and, when
 -- allowed, the post shaped like Post.
 -- :post_id    the post's id
 -- :caller_id  the signed-in caller's id
 -- :is_admin   whether the caller is an admin
 -- @includes-deleted
 WITH target AS (
-    SELECT p.id, (p.author_id = :caller_id::uuid OR :is_admin::boolean) AS allowed, p.published
+    SELECT p.id, (p.author_id = :caller_id::uuid OR :is_admin::boolean) AS allowed,
+           p.published AND p.deleted_at IS NULL AS published
     FROM posts AS p
     JOIN users AS u ON u.id = p.author_id
     WHERE p.id = :post_id

@@ -1,5 +1,5 @@
 -- update_user: change a live user's email, name and/or password; updated_at moves.
--- A new password revokes every refresh token of the user except the current login's.
+-- A new password revokes every login of the user except the caller's own.
 -- @returns one
 -- @optional-params email, name, password_hash, keep_family
 -- Returns: the updated row shaped like User, or no row if the user is missing or deleted.
@@ -9,12 +9,12 @@
 -- :password_hash  hash of the new password, or NULL to keep it
 -- :keep_family    the caller's login (its refresh tokens survive a password change)
 WITH revoked AS (
-    UPDATE refresh_tokens AS r
+    UPDATE refresh_families AS f
     SET revoked_at = now()
-    WHERE r.user_id = :user_id
+    WHERE f.user_id = :user_id
       AND :password_hash::text IS NOT NULL
-      AND r.revoked_at IS NULL
-      AND r.family_id IS DISTINCT FROM :keep_family::uuid
+      AND f.revoked_at IS NULL
+      AND f.id IS DISTINCT FROM :keep_family::uuid
 )
 UPDATE users AS u
 SET email = COALESCE(:email::text, u.email),

@@ -1,5 +1,5 @@
 -- update_user_password: an operator sets a live user's password (`rawpost users
--- set-password EMAIL`); every refresh token of the user is revoked.
+-- set-password EMAIL`); every login (refresh token) of the user is revoked.
 -- @returns scalar
 -- Returns: the user's id, or no row when no live user has this email.
 -- :email          the user's address, any case
@@ -10,11 +10,11 @@ WITH target AS (
     WHERE lower(u.email) = lower(:email::text)
       AND u.deleted_at IS NULL
 ), revoked AS (
-    UPDATE refresh_tokens AS r
+    UPDATE refresh_families AS f
     SET revoked_at = now()
     FROM target AS t
-    WHERE r.user_id = t.id
-      AND r.revoked_at IS NULL
+    WHERE f.user_id = t.id
+      AND f.revoked_at IS NULL
 )
 UPDATE users AS u
 SET password_hash = :password_hash::text,
