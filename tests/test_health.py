@@ -21,7 +21,7 @@ from yoyo import get_backend, read_migrations
 from service import migrate
 from service.app import create_app
 from service.config import MIGRATIONS_DIR, Settings, load_settings
-from tests.helpers import TEST_ENV
+from tests.helpers import SCRAPER, TEST_ENV
 
 Client: TypeAlias = TestClient[Litestar]
 Json: TypeAlias = dict[str, Any]
@@ -174,7 +174,7 @@ def test_metrics_is_prometheus_text_with_request_and_pool_metrics(
     assert client.get("/api/users").status_code == 200
     for _ in range(2):
         assert client.get(f"/api/users/{uuid.uuid4()}").status_code == 404
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=SCRAPER)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "version=0.0.4" in response.headers["content-type"]
@@ -204,7 +204,7 @@ def test_metrics_is_prometheus_text_with_request_and_pool_metrics(
 
 def test_metrics_content_type_is_one_valid_media_type(client: Client) -> None:
     """Prometheus 3 fails the scrape when Content-Type does not parse (e.g. a repeated param)."""
-    content_type = client.get("/metrics").headers["content-type"]
+    content_type = client.get("/metrics", headers=SCRAPER).headers["content-type"]
     media_type, *params = (part.strip() for part in content_type.split(";"))
     assert media_type == "text/plain"
     names = [p.split("=", 1)[0].strip().lower() for p in params]
@@ -215,23 +215,28 @@ def test_metrics_content_type_is_one_valid_media_type(client: Client) -> None:
 # --- OpenAPI -----------------------------------------------------------------------------
 
 CONTRACT_ROUTES: dict[tuple[str, str], set[int]] = {
-    # (method, path with ids as {id}): the problem statuses the route can answer with.
-    ("POST", "/api/users"): {400, 409, 413, 503},
-    ("GET", "/api/users"): {400, 503},
-    ("GET", "/api/users/{id}"): {400, 404, 503},
-    ("PATCH", "/api/users/{id}"): {400, 404, 409, 413, 503},
-    ("DELETE", "/api/users/{id}"): {400, 404, 503},
-    ("POST", "/api/users/{id}/restore"): {400, 404, 409, 503},
-    ("GET", "/api/users/{id}/posts"): {400, 404, 503},
-    ("POST", "/api/posts"): {400, 413, 422, 503},
-    ("GET", "/api/posts"): {400, 503},
-    ("GET", "/api/posts/{id}"): {400, 404, 503},
-    ("PATCH", "/api/posts/{id}"): {400, 404, 413, 503},
-    ("DELETE", "/api/posts/{id}"): {400, 404, 503},
-    ("POST", "/api/posts/{id}/restore"): {400, 404, 503},
+    # (method, path with ids as {id}): the problem statuses the route can answer with
+    # (contract v2: 401 wherever a token is read, 403 where a known caller may be refused).
+    ("POST", "/api/users"): {400, 401, 409, 413, 503},
+    ("GET", "/api/users"): {400, 401, 403, 503},
+    ("GET", "/api/users/me"): {400, 401, 503},
+    ("GET", "/api/users/{id}"): {400, 401, 404, 503},
+    ("PATCH", "/api/users/{id}"): {400, 401, 403, 404, 409, 413, 503},
+    ("DELETE", "/api/users/{id}"): {400, 401, 403, 404, 503},
+    ("POST", "/api/users/{id}/restore"): {400, 401, 403, 404, 409, 503},
+    ("GET", "/api/users/{id}/posts"): {400, 401, 404, 503},
+    ("POST", "/api/posts"): {400, 401, 403, 413, 422, 503},
+    ("GET", "/api/posts"): {400, 401, 503},
+    ("GET", "/api/posts/{id}"): {400, 401, 404, 503},
+    ("PATCH", "/api/posts/{id}"): {400, 401, 403, 404, 413, 503},
+    ("DELETE", "/api/posts/{id}"): {400, 401, 403, 404, 503},
+    ("POST", "/api/posts/{id}/restore"): {400, 401, 403, 404, 503},
+    ("POST", "/api/auth/token"): {400, 401, 413, 503},
+    ("POST", "/api/auth/refresh"): {400, 401, 413, 503},
+    ("POST", "/api/auth/logout"): {400, 401, 503},
     ("GET", "/health/live"): set(),
     ("GET", "/health/ready"): set(),
-    ("GET", "/metrics"): set(),
+    ("GET", "/metrics"): {401, 404},
 }
 HTTP_METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 
@@ -370,3 +375,25 @@ def test_openapi_documents_path_and_query_parameter_constraints(openapi: Json) -
     assert constraint(author["schema"], "format") == "uuid"
     published = {p["name"]: p for p in ops[("GET", "/api/posts")]["parameters"]}["published"]
     assert constraint(published["schema"], "type") == "boolean"
+
+
+def test_metrics_are_served_only_to_the_scraper_with_the_token(client: Client) -> None:
+    assert client.get("/metrics", headers=SCRAPER).status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong-token-of-the-right-length"}):
+        anonymous = client.get("/metrics", headers=headers)
+        assert anonymous.status_code == 401, anonymous.text
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        assert "rawpost_requests_total" not in anonymous.text
+    # A user's access token (the client's own, an admin's) is not the scraper's token.
+    assert client.get("/metrics").status_code == 401
+
+
+def test_metrics_are_not_served_at_all_without_a_token_setting(db_url: str) -> None:
+    settings = load_settings(
+        environ={"RAWPOST_JWT_SECRET": TEST_ENV["RAWPOST_JWT_SECRET"]},
+        overrides={"database_url": db_url, "pool_min_size": 1},
+    )
+    with TestClient(app=create_app(settings)) as bare:
+        response = bare.get("/metrics", headers=SCRAPER)
+        assert response.status_code == 404
+        assert "RAWPOST_METRICS_TOKEN" in response.json()["detail"]

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.observability import new_request_id
-from tests.helpers import DB, PASSWORD, TEST_ENV, Client, body_of
+from tests.helpers import DB, PASSWORD, SCRAPER, TEST_ENV, Client, body_of
 
 
 def test_a_request_id_is_created_and_returned(client: Client) -> None:
@@ -111,7 +111,7 @@ def test_queries_over_the_threshold_are_warnings(
 
 def test_metrics_cover_requests_queries_pool_retries_and_build(client: Client) -> None:
     client.get("/api/users")
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=SCRAPER).text
     for needle in (
         'rawpost_request_duration_seconds_count{app_name="rawpost",method="GET",path="/api/users",'
         'status_code="200"}',

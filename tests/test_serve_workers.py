@@ -9,6 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults_helpers import running_service, wait_until
+from tests.helpers import SCRAPER
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,11 +41,16 @@ def test_two_workers_share_the_port_and_metrics_add_up_over_both(
             assert httpx.get(f"{service.base}/api/users?limit=1").status_code == 200
         # Each worker moves its figures into the shared files within a second.
         wait_until(
-            lambda: _users_200(_samples(httpx.get(f"{service.base}/metrics").text)) == 40,
+            lambda: (
+                _users_200(_samples(httpx.get(f"{service.base}/metrics", headers=SCRAPER).text))
+                == 40
+            ),
             timeout=5,
             what="both workers' requests in /metrics",
         )
-        scrapes = [_samples(httpx.get(f"{service.base}/metrics").text) for _ in range(8)]
+        scrapes = [
+            _samples(httpx.get(f"{service.base}/metrics", headers=SCRAPER).text) for _ in range(8)
+        ]
         # Whichever worker answers the scrape, it reports all 40 requests ...
         assert [_users_200(s) for s in scrapes] == [40.0] * 8
         # ... and both workers' pools: each publishes its own figures (max 3 apiece).

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from typing import Any
 
 import asyncpg
 import msgspec
 from litestar import MediaType, Response, Router, get
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
 from service.db import Database
-from service.errors import RETRY_AFTER_SECONDS
+from service.errors import RETRY_AFTER_SECONDS, NotFoundError, UnauthorizedError, problem_responses
 from service.health import repository
 from service.metrics import POOL_CONNECTIONS, POOL_WAITING, metrics_text
 
@@ -120,7 +124,35 @@ async def ready(state: State) -> Response[Readiness]:
     return Response(result, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-@get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT, include_in_schema=True)
+METRICS_SCHEME = "MetricsToken"
+
+
+def scraper_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """/metrics is for a scraper holding RAWPOST_METRICS_TOKEN; unset, it is not served."""
+    db: Database = connection.app.state.db
+    expected = db.settings.metrics_token
+    if expected is None:
+        raise NotFoundError(
+            "metrics are not served: set RAWPOST_METRICS_TOKEN (docs/operations.md)"
+        )
+    scheme, _sep, given = (connection.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise UnauthorizedError("/metrics needs `Authorization: Bearer <RAWPOST_METRICS_TOKEN>`")
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Only for a scraper that sends `Authorization: Bearer` with the value of"
+    " RAWPOST_METRICS_TOKEN (401 otherwise); 404 when that setting is unset.",
+    media_type=MediaType.TEXT,
+    include_in_schema=True,
+    guards=[scraper_only],
+    security=[{METRICS_SCHEME: []}],
+    responses=problem_responses(401, 404),
+)
 async def metrics(state: State) -> Response[bytes]:
     publish_pool_figures(state.db)  # this worker's, now; the others' within a second
     body = metrics_text()

@@ -8,7 +8,7 @@ from uuid import UUID
 from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
-from service.auth.security import PUBLIC, SIGNED_IN, CallerDep, SignedInCaller, signed_in
+from service.auth.security import PUBLIC, SIGNED_IN, CallerRequest, SignedInRequest, signed_in
 from service.db import ConnectionDep, Executor
 from service.errors import problem_responses
 from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
@@ -38,7 +38,7 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
 )
 async def create_post(
     conn: ConnectionDep,
-    caller: SignedInCaller,
+    request: SignedInRequest,
     data: JSONBody[PostCreate],
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
@@ -48,7 +48,7 @@ async def create_post(
     async def run(c: Executor) -> Outcome:
         post = await repository.insert_post(
             c,
-            caller=caller,
+            caller=request.user,
             author_id=given(data.author_id),
             title=data.title,
             content=data.content,
@@ -57,7 +57,7 @@ async def create_post(
         return Outcome(201, post, f"/api/posts/{post.id}")
 
     # Keys are the caller's own: another caller's key never replays this response.
-    route = f"POST /api/posts as {caller.id}"
+    route = f"POST /api/posts as {request.user.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 
@@ -103,8 +103,8 @@ async def list_posts(
     security=PUBLIC,
     responses=problem_responses(401, 404),
 )
-async def get_post(conn: ConnectionDep, caller: CallerDep, post_id: PostId) -> Post:
-    return await repository.get_post(conn, post_id=post_id, caller=caller)
+async def get_post(conn: ConnectionDep, request: CallerRequest, post_id: PostId) -> Post:
+    return await repository.get_post(conn, post_id=post_id, caller=request.user)
 
 
 @patch(
@@ -118,7 +118,7 @@ async def get_post(conn: ConnectionDep, caller: CallerDep, post_id: PostId) -> P
 )
 async def update_post(
     conn: ConnectionDep,
-    caller: SignedInCaller,
+    request: SignedInRequest,
     post_id: PostId,
     data: JSONBody[PostPatch],
     body: RawBody,
@@ -126,7 +126,7 @@ async def update_post(
     data = strict_json(body, PostPatch)
     return await repository.update_post(
         conn,
-        caller=caller,
+        caller=request.user,
         post_id=post_id,
         title=given(data.title),
         content=given(data.content),
@@ -142,8 +142,8 @@ async def update_post(
     security=SIGNED_IN,
     responses=problem_responses(401, 403, 404),
 )
-async def delete_post(conn: ConnectionDep, caller: SignedInCaller, post_id: PostId) -> None:
-    await repository.delete_post(conn, caller=caller, post_id=post_id)
+async def delete_post(conn: ConnectionDep, request: SignedInRequest, post_id: PostId) -> None:
+    await repository.delete_post(conn, caller=request.user, post_id=post_id)
 
 
 @post(
@@ -159,15 +159,15 @@ async def delete_post(conn: ConnectionDep, caller: SignedInCaller, post_id: Post
 )
 async def restore_post(
     conn: ConnectionDep,
-    caller: SignedInCaller,
+    request: SignedInRequest,
     post_id: PostId,
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[Post]:
     async def run(c: Executor) -> Outcome:
-        return Outcome(200, await repository.restore_post(c, caller=caller, post_id=post_id))
+        return Outcome(200, await repository.restore_post(c, caller=request.user, post_id=post_id))
 
-    route = f"POST /api/posts/{post_id}/restore as {caller.id}"
+    route = f"POST /api/posts/{post_id}/restore as {request.user.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Request, Response, Router, delete, get, patch, post
+from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
 from service.auth.callers import CallersDep
 from service.auth.repository import IssuerDep
-from service.auth.schemas import Caller
 from service.auth.security import (
     PUBLIC,
     SIGNED_IN,
-    CallerDep,
-    SignedInCaller,
+    CallerRequest,
+    SignedInRequest,
     admin_only,
     signed_in,
 )
@@ -55,7 +54,7 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     " it. The password is stored only as an Argon2id hash; sign in with"
     " `POST /api/auth/token`.",
     security=PUBLIC,
-    responses=problem_responses(409, 413, 422),
+    responses=problem_responses(401, 409, 413, 422),
 )
 async def create_user(
     conn: ConnectionDep,
@@ -88,13 +87,13 @@ async def create_user(
 )
 async def list_users(
     conn: ConnectionDep,
-    caller: CallerDep,
+    request: CallerRequest,
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     email: EmailFilter = None,
 ) -> UserPage:
     rows = await repository.list_users(
-        conn, cursor=decode_cursor(cursor), limit=limit, caller=caller, email=email
+        conn, cursor=decode_cursor(cursor), limit=limit, caller=request.user, email=email
     )
     items, next_cursor = split_page(rows, limit)
     return UserPage(items=items, next_cursor=next_cursor)
@@ -108,8 +107,8 @@ async def list_users(
     security=SIGNED_IN,
     responses=problem_responses(401, 404),
 )
-async def get_me(conn: ConnectionDep, caller: SignedInCaller) -> User:
-    return await repository.get_user(conn, user_id=caller.id, caller=caller)
+async def get_me(conn: ConnectionDep, request: SignedInRequest) -> User:
+    return await repository.get_user(conn, user_id=request.user.id, caller=request.user)
 
 
 @get(
@@ -121,11 +120,11 @@ async def get_me(conn: ConnectionDep, caller: SignedInCaller) -> User:
     responses=problem_responses(401, 404),
 )
 async def get_user(
-    conn: ConnectionDep, caller: CallerDep, user_id: UserId, include: Include = None
+    conn: ConnectionDep, request: CallerRequest, user_id: UserId, include: Include = None
 ) -> User | UserWithPosts:
     if include == "posts":
-        return await repository.get_user_with_posts(conn, user_id=user_id, caller=caller)
-    return await repository.get_user(conn, user_id=user_id, caller=caller)
+        return await repository.get_user_with_posts(conn, user_id=user_id, caller=request.user)
+    return await repository.get_user(conn, user_id=user_id, caller=request.user)
 
 
 @patch(
@@ -142,7 +141,7 @@ async def get_user(
 async def update_user(
     conn: ConnectionDep,
     issuer: IssuerDep,
-    request: Request[Caller, Any, Any],
+    request: SignedInRequest,
     user_id: UserId,
     data: JSONBody[UserPatch],
     body: RawBody,
@@ -184,7 +183,7 @@ async def delete_user(conn: ConnectionDep, callers: CallersDep, user_id: UserId)
 )
 async def restore_user(
     conn: ConnectionDep,
-    caller: SignedInCaller,
+    request: SignedInRequest,
     user_id: UserId,
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
@@ -192,7 +191,7 @@ async def restore_user(
     async def run(c: Executor) -> Outcome:
         return Outcome(200, await repository.restore_user(c, user_id=user_id))
 
-    route = f"POST /api/users/{user_id}/restore as {caller.id}"
+    route = f"POST /api/users/{user_id}/restore as {request.user.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
 
 
@@ -205,7 +204,7 @@ async def restore_user(
 )
 async def list_user_posts(
     conn: ConnectionDep,
-    caller: CallerDep,
+    request: CallerRequest,
     user_id: UserId,
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
@@ -214,7 +213,7 @@ async def list_user_posts(
     rows = await posts_repository.list_user_posts(
         conn,
         author_id=user_id,
-        caller=caller,
+        caller=request.user,
         cursor=decode_cursor(cursor),
         limit=limit,
         published=published,
