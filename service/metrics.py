@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from service.background import in_background
 from service.config import metrics_dir
 
 MULTIPROCESS = metrics_dir() is not None
@@ -195,10 +196,5 @@ async def flushing(publish: Callable[[], None], every: float = 1.0) -> AsyncIter
             BUFFER.flush()
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(loop())
-    try:
+    async with in_background(loop(), "rawpost-metrics-flush"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -5,11 +5,13 @@ kernel spreads them over both workers)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from tests.faults_helpers import running_service, service_env
+from tests.faults_helpers import Service, running_service, service_env
 from tests.helpers import PASSWORD, bearer, insert_admin, mint_token
 
 BOUND_SECONDS = 1.0
@@ -32,12 +34,20 @@ def _warm(base: str, headers: dict[str, str]) -> None:
         assert httpx.get(f"{base}/api/users/me", headers=headers, timeout=5).status_code == 200
 
 
-def test_logout_and_delete_are_refused_by_every_worker_within_a_second(
-    db_url: str, tmp_path: Path
-) -> None:
+@contextmanager
+def two_workers(db_url: str, tmp_path: Path) -> Iterator[Service]:
+    """`rawpost serve` with two workers, both started; stopped cleanly at the end."""
     with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
         service.wait_status("/health/ready", 200, timeout=60)
         service.wait_all_workers(2, pool_max_size=3)
+        yield service
+        assert service.stop() == 0
+
+
+def test_logout_and_delete_are_refused_by_every_worker_within_a_second(
+    db_url: str, tmp_path: Path
+) -> None:
+    with two_workers(db_url, tmp_path) as service:
         base = service.base
         body = {"email": "w@example.com", "name": "W", "password": PASSWORD}
         user = httpx.post(f"{base}/api/users", json=body, timeout=10).json()
@@ -64,7 +74,6 @@ def test_logout_and_delete_are_refused_by_every_worker_within_a_second(
         seen = _statuses_after(base, "/api/users/me", token, time.monotonic())
         late = [status for at, status in seen if at > BOUND_SECONDS]
         assert late and set(late) == {401}, seen
-        assert service.stop() == 0
 
 
 def test_a_role_granted_by_the_operator_applies_within_a_second(
@@ -73,9 +82,7 @@ def test_a_role_granted_by_the_operator_applies_within_a_second(
     import subprocess
     import sys
 
-    with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
-        service.wait_status("/health/ready", 200, timeout=60)
-        service.wait_all_workers(2, pool_max_size=3)
+    with two_workers(db_url, tmp_path) as service:
         base = service.base
         body = {"email": "op@example.com", "name": "Op", "password": PASSWORD}
         user = httpx.post(f"{base}/api/users", json=body, timeout=10).json()
@@ -94,4 +101,3 @@ def test_a_role_granted_by_the_operator_applies_within_a_second(
         seen = _statuses_after(base, lookup, headers, time.monotonic())
         late = [status for at, status in seen if at > BOUND_SECONDS]
         assert late and set(late) == {200}, seen
-        assert service.stop() == 0

@@ -34,6 +34,7 @@ from litestar.security.jwt import Token
 
 from service.auth import repository
 from service.auth.schemas import Caller
+from service.background import in_background
 from service.db import Database, Session
 
 log = logging.getLogger("rawpost.auth")
@@ -166,13 +167,8 @@ class Callers:
         """Poll in the background for as long as the block runs."""
         with contextlib.suppress(Exception):
             await self.poll()  # a first view before serving; the loop retries if it fails
-        task = asyncio.create_task(self._loop(), name="rawpost-auth-poller")
-        try:
+        async with in_background(self._loop(), "rawpost-auth-poller"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _loop(self) -> None:
         last_prune = time.monotonic()
