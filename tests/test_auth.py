@@ -236,6 +236,15 @@ def test_tampered_tokens_are_401_on_reads_and_writes_and_change_nothing(
     assert db.execute("SELECT count(*) FROM posts").fetchone() == (0,)
 
 
+def test_a_verified_token_kept_by_the_worker_is_refused_once_it_expires(api: Client) -> None:
+    user = sign_up(api, "short@example.com")
+    token = bearer(mint_token(user["id"], ttl=2))
+    assert api.get("/api/users/me", headers=token).status_code == 200  # verified, kept
+    assert api.get("/api/users/me", headers=token).status_code == 200  # from the cache
+    time.sleep(2.1)
+    assert_401(api.get("/api/users/me", headers=token))
+
+
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "token abc"])
 def test_an_authorization_header_that_is_not_a_bearer_token_is_401(
     api: Client, header: str

@@ -17,24 +17,42 @@ ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("sub", "exp", "iat", "jti")
 
 
-class Keys(msgspec.Struct, frozen=True):
+# Verified tokens kept per worker: checking the signature again is a fifth of an
+# authenticated read (docs/performance.md). Only the signature check is skipped on a hit;
+# expiry, revocation and the user's liveness are checked on every request.
+VERIFIED_CACHE_SIZE = 10_000
+
+
+class Keys:
     """The signing secret, and the previous one kept to verify tokens issued before a
     rotation until they expire."""
 
-    current: str
-    previous: str | None = None
+    __slots__ = ("_verified", "current", "previous")
+
+    def __init__(self, current: str, previous: str | None = None) -> None:
+        self.current, self.previous = current, previous
+        self._verified: dict[str, Token] = {}
 
     def decode(self, encoded: str) -> Token:
         """A verified token carrying sub/exp/iat/jti, or NotAuthorizedException."""
+        token = self._verified.get(encoded)
+        if token is not None:
+            if token.exp > datetime.now(UTC):
+                return token
+            del self._verified[encoded]
         for secret in (self.current, self.previous):
             if secret is None:
                 continue
             try:
-                return Token.decode(
+                token = Token.decode(
                     encoded, secret, ALGORITHM, require_claims=list(REQUIRED_CLAIMS)
                 )
             except NotAuthorizedException:
                 continue
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[encoded] = token
+            return token
         raise NotAuthorizedException("the access token is malformed, expired or badly signed")
 
 
