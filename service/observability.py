@@ -113,9 +113,11 @@ class _RouteMetrics:
 
 
 def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
-    """Request id (X-Request-ID, propagated or created), Server-Timing, metrics, and an
-    access-log line: for every request (`all`), for responses of 500 and more
-    (`errors`), or none (`off`). A line per request costs about a sixth of the
+    """Request id (X-Request-ID, propagated or created), Server-Timing, the security
+    headers (nosniff everywhere; under /api `Vary: Authorization`, and `Cache-Control:
+    no-store` on answers to a request with a token), metrics, and an access-log line:
+    for every request (`all`), for responses of 500 and more (`errors`), or none
+    (`off`). A line per request costs about a sixth of the
     throughput (docs/performance.md); the metrics count every request anyway.
 
     Litestar runs it after routing, so `path_template` names the matched route.
@@ -137,10 +139,13 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
             in_progress_gauges[method, route] = in_progress
         BUFFER.add(in_progress, 1)
         incoming = ""
+        signed = False  # the request carries a token: its answer depends on the caller
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
-                break
+            elif name == b"authorization":
+                signed = True
+        api = route.startswith("/api")
         request_id = incoming[:128] if incoming.isprintable() and incoming else new_request_id()
         ctx = RequestContext(request_id)
         token = CURRENT.set(ctx)
@@ -158,6 +163,13 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
                     headers = start["headers"] = list(headers or ())
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.append((b"server-timing", _server_timing(ctx, time.perf_counter())))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if api:
+                    # What /api answers can depend on the caller (emails, drafts): caches
+                    # must key on Authorization, and never store an answer to a token.
+                    headers.append((b"vary", b"Authorization"))
+                    if signed and not any(k == b"cache-control" for k, _ in headers):
+                        headers.append((b"cache-control", b"no-store"))
             await send(message)
 
         try:

@@ -231,3 +231,26 @@ def test_the_user_itself_and_an_admin_change_and_delete_a_user(
     body_of(api.patch(f"/api/users/{bob.id}", json={"name": "Bob B"}, headers=admin), 200)
     assert api.delete(f"/api/users/{bob.id}", headers=admin).status_code == 204
     assert_problem(api.get(f"/api/users/{bob.id}"), 404)
+
+
+# --- headers for the caches between rawpost and its clients -------------------------------
+
+
+def test_answers_to_a_token_are_never_stored_and_every_api_answer_varies_by_it(
+    api: Client, ada: Actor
+) -> None:
+    signed = api.get(f"/api/users/{ada.id}", headers=ada.headers)
+    assert signed.headers["cache-control"] == "no-store"
+    assert signed.headers["vary"] == "Authorization"
+    assert signed.headers["x-content-type-options"] == "nosniff"
+    anonymous = api.get(f"/api/users/{ada.id}")
+    assert anonymous.headers["vary"] == "Authorization"
+    assert "cache-control" not in anonymous.headers
+    assert anonymous.headers["x-content-type-options"] == "nosniff"
+    refused = api.get("/api/users/me")  # errors too
+    assert refused.headers["vary"] == "Authorization"
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    sign_in = {"email": "ada@example.com", "password": PASSWORD}
+    token = api.post("/api/auth/token", json=sign_in)
+    assert token.headers.get_list("cache-control") == ["no-store"]  # not doubled
+    assert api.get("/health/live").headers["x-content-type-options"] == "nosniff"
