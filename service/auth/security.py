@@ -35,9 +35,10 @@ class BearerMiddleware(JWTCookieAuthenticationMiddleware):
 
     __slots__ = ("keys",)
 
-    def __init__(self, *args: Any, previous_secret: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, keys: Keys, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.keys = Keys(current=self.token_secret, previous=previous_secret)
+        # One Keys (and so one cache of verified tokens) for every route's instance.
+        self.keys = keys
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -82,21 +83,22 @@ async def token_revoked(token: Token, connection: ASGIConnection[Any, Any, Any, 
 
 @dataclass
 class BearerAuth(OAuth2PasswordBearerAuth[Caller | None, Token]):
-    """OAuth2PasswordBearerAuth whose middleware also knows the previous secret."""
+    """OAuth2PasswordBearerAuth whose middleware verifies with `keys`: the current secret,
+    then the previous one, through one cache of verified tokens."""
 
-    previous_secret: str | None = None
+    keys: Keys | None = None
 
     @property
     def middleware(self) -> DefineMiddleware:
         middleware = super().middleware
-        middleware.kwargs["previous_secret"] = self.previous_secret
+        middleware.kwargs["keys"] = self.keys or Keys(current=self.token_secret)
         return middleware
 
 
 def bearer_auth(secret: str, previous_secret: str | None) -> BearerAuth:
     return BearerAuth(
         token_secret=secret,
-        previous_secret=previous_secret,
+        keys=Keys(current=secret, previous=previous_secret),
         token_url=TOKEN_URL,
         retrieve_user_handler=retrieve_caller,
         revoked_token_handler=token_revoked,
