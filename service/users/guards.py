@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.exceptions import ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.security import caller_of, signed_in
@@ -23,6 +24,9 @@ def owner_or_admin(
     try:
         user_id = uuid.UUID(connection.path_params["user_id"])
     except (KeyError, ValueError):
-        return  # not a UUID: the route's own validation answers 400
+        # Refused here too, rather than trusting the route's own validation to follow.
+        raise ValidationException(
+            detail="Validation failed", extra=[{"key": "user_id", "message": "Invalid UUID"}]
+        ) from None
     if caller.id != user_id and not caller.is_admin:
         raise ForbiddenError("only the user itself or an admin may change this user")
