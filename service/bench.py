@@ -58,7 +58,6 @@ class Sampled(enum.Enum):
     """A parameter value pgbench draws per transaction."""
 
     USER_ID = "a random user id from the ids file"
-    UNIQUE_EMAIL = "a fresh email"
 
 
 # A bound parameter: a constant, None for SQL NULL, or a Sampled value.
@@ -197,8 +196,7 @@ def pgbench_job(source: str, params: Mapping[str, Value], user_ids: Sequence[str
       its own `-D` variable; pgbench picks a script at random for every transaction, so
       the statement text stays the route's, prepared once per connection and script;
     - a None parameter is written into the statement as the literal NULL (an asyncpg
-      client sends it as a parameter; the plan differs only where the planner folds it);
-    - a Sampled.UNIQUE_EMAIL is a random 19-digit number drawn by `\\set`.
+      client sends it as a parameter; the plan differs only where the planner folds it).
     """
     from service.sql import compile_named
 
@@ -215,22 +213,16 @@ def pgbench_job(source: str, params: Mapping[str, Value], user_ids: Sequence[str
     defines: dict[str, str] = {}
     for k in range(variants):
         values: dict[str, str] = {}
-        prelude: list[str] = []
         for name, value in params.items():
             if value is None:
                 values[name] = "NULL"
             elif value is Sampled.USER_ID:
                 defines[f"{name}_{k}"] = user_ids[k]
                 values[name] = f":{name}_{k}"
-            elif value is Sampled.UNIQUE_EMAIL:
-                # 1e18..9.2e18: always 19 digits, so cleanup can recognise them.
-                prelude.append(f"\\set {name} random(1000000000000000000, 9199999999999999999)")
-                values[name] = f":{name}"
             else:
                 defines[name] = str(value)
                 values[name] = f":{name}"
-        body = "".join(f"{line}\n" for line in prelude)
-        scripts.append(body + pgbench_sql(source, values) + ";\n")
+        scripts.append(pgbench_sql(source, values) + ";\n")
     return PgbenchJob(scripts=tuple(scripts), defines=defines)
 
 

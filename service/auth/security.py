@@ -126,12 +126,17 @@ def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandle
         raise UnauthorizedError("this route needs a signed-in caller: send a bearer token")
 
 
-def admin_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+def require_admin(caller: Caller | None, what: str = "this") -> None:
     """401 without a caller, 403 unless the caller is an admin."""
-    signed_in(connection, handler)
-    caller = caller_of(connection)
-    if caller is None or not caller.is_admin:
-        raise ForbiddenError("only an admin may do this")
+    if caller is None:
+        raise UnauthorizedError(f"{what} needs a signed-in admin: send a bearer token")
+    if not caller.is_admin:
+        raise ForbiddenError(f"only an admin may do {what}")
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The route is for admins (require_admin)."""
+    require_admin(caller_of(connection))
 
 
 # Per route: who may use it, for the OpenAPI document.

@@ -10,13 +10,13 @@ import asyncpg
 from service.auth.callers import Callers
 from service.auth.passwords import Passwords
 from service.auth.schemas import Caller, viewer
+from service.auth.security import require_admin
 from service.db import Executor
 from service.errors import (
     BadRequestError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
-    UnauthorizedError,
 )
 from service.generated import auth as auth_q
 from service.generated import users as q
@@ -60,15 +60,8 @@ async def list_users(
     keyset = keyset_args(cursor, limit)
     if email is None:
         return [user_from(row) for row in await q.list_users(conn, **viewer(caller), **keyset)]
-    if caller is None or not caller.is_admin:
-        raise _admin_only(caller, "looking users up by email")
+    require_admin(caller, "a look-up by email")
     return [user_from(row) for row in await q.list_users_by_email(conn, email=email, **keyset)]
-
-
-def _admin_only(caller: Caller | None, what: str) -> Exception:
-    if caller is None:
-        return UnauthorizedError(f"{what} needs a signed-in admin")
-    return ForbiddenError(f"{what} is for admins only")
 
 
 async def insert_user(conn: Executor, *, email: str, name: str, password_hash: str) -> User:
