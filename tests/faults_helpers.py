@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import psycopg
 
+from rawpost_devtools import CHECKOUT
 from service import migrate
-from service.config import PROJECT_ROOT
 from service.embedded import binary, create_database, start_server, with_database
 from tests.helpers import SCRAPER, TEST_ENV
 
@@ -128,7 +128,7 @@ class Service:
         self.process = subprocess.Popen(
             [*RAWPOST, "serve", "--port", str(self.port)],
             env=service_env(database_url, **settings),
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -18,8 +18,8 @@ from litestar.testing import TestClient
 from yoyo import get_backend, read_migrations
 
 from service import migrate
-from service.config import MIGRATIONS_DIR
 from service.embedded import create_database, drop_database, with_database
+from service.resources import MIGRATIONS_DIR
 
 Client: TypeAlias = TestClient[Litestar]
 

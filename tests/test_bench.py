@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
-from service import bench as kit
-from service.bench import (
+from rawpost_devtools import bench as kit
+from rawpost_devtools.bench import (
     BENCH_DIR,
     BENCHMARKS,
     PK_STATEMENT,
@@ -34,8 +34,8 @@ from service.bench import (
     pgbench_sql,
     summarize,
 )
+from rawpost_devtools.seed import seed
 from service.db import SERVER_SETTINGS
-from service.seed import seed
 from service.sql import QUERIES
 from tests.helpers import DB, PASSWORD, scratch_database
 

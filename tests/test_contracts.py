@@ -15,10 +15,9 @@ import psycopg
 import pytest
 from mypy import api as mypy_api
 
-from service import contracts
-from service.config import MIGRATIONS_DIR, PROJECT_ROOT, SQL_DIR
-from service.contracts import scratch, sqlcheck
-from service.contracts.introspect import ContractError
+from rawpost_devtools import CHECKOUT, contracts, scratch, sqlcheck
+from rawpost_devtools.contracts.introspect import ContractError
+from service.resources import MIGRATIONS_DIR, SQL_DIR
 from service.sql import SqlFileError, load_queries, query
 from tests.contracts_fixture import registry
 
@@ -141,7 +140,7 @@ def test_service_sql_files_pass_sql_check(pg_admin_url: str) -> None:
 
 def test_generated_code_passes_mypy_strict() -> None:
     out, err, status = mypy_api.run(
-        ["--strict", str(FIXTURE_OUTPUT), str(PROJECT_ROOT / "service" / "generated")]
+        ["--strict", str(FIXTURE_OUTPUT), str(CHECKOUT / "service" / "generated")]
     )
     assert status == 0, out + err
 

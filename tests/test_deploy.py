@@ -29,7 +29,7 @@ import yaml
 from yoyo import read_migrations
 
 from service import migrate
-from service.config import MIGRATIONS_DIR
+from service.resources import MIGRATIONS_DIR
 from tests.helpers import TEST_JWT_SECRET, migrate_to
 
 REPO = Path(__file__).resolve().parent.parent

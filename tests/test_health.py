@@ -20,7 +20,8 @@ from yoyo import get_backend, read_migrations
 
 from service import migrate
 from service.app import create_app
-from service.config import MIGRATIONS_DIR, Settings, load_settings
+from service.config import Settings, load_settings
+from service.resources import MIGRATIONS_DIR
 from tests.helpers import SCRAPER, TEST_ENV
 
 Client: TypeAlias = TestClient[Litestar]

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from rawpost_devtools.rehearse import _scratch_prefix, rehearse
 from service import embedded, migrate
-from service.config import MIGRATIONS_DIR
 from service.migrate import MigrationError, bookkeeping
-from service.migrate.rehearse import _scratch_prefix, rehearse
+from service.resources import MIGRATIONS_DIR
 from tests.helpers import scratch_database
 
 FIXTURES = Path(__file__).parent / "migrate_fixture"

@@ -9,7 +9,7 @@ import pytest
 from yoyo import get_backend, read_migrations
 
 from service import migrate
-from service.config import MIGRATIONS_DIR
+from service.resources import MIGRATIONS_DIR
 from tests.helpers import migrate_to
 
 ROWS = 5000

@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from service.seed import MAX_POSTS_PER_USER, post_counts, seed
+from rawpost_devtools.seed import MAX_POSTS_PER_USER, post_counts, seed
 from tests.helpers import DB, scratch_database
 
 NOW = "2026-06-01T12:00:00+00:00"
 # The command as a user runs it, until service/cli.py registers `rawpost seed`.
-SEED = [sys.executable, "-c", "from service.seed import seed; seed()"]
+SEED = [sys.executable, "-c", "from rawpost_devtools.seed import seed; seed()"]
 
 
 def run_seed(db_url: str, ids_file: Path, *args: str) -> Result:

@@ -8,10 +8,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from rawpost_devtools import CHECKOUT
 from service import migrate
 from service.app import verify_sql
-from service.config import PROJECT_ROOT, SQL_DIR, load_settings
+from service.config import load_settings
 from service.db import create_pool
+from service.resources import SQL_DIR
 from service.sql import QUERIES, SqlFileError, compile_named, load_queries, query
 from tests.helpers import TEST_ENV
 
@@ -64,7 +66,7 @@ def test_every_sql_file_is_called_through_its_generated_function_by_a_repository
     unused = []
     for name in QUERIES:
         domain, function = name.split("/")
-        repository = (PROJECT_ROOT / "service" / domain / "repository.py").read_text()
+        repository = (CHECKOUT / "service" / domain / "repository.py").read_text()
         if f"q.{function}(" not in repository:
             unused.append(name)
     assert unused == []

@@ -20,8 +20,8 @@ import backoff
 import psycopg
 from yoyo import get_backend, read_migrations
 
-from service.config import MIGRATIONS_DIR
 from service.migrate import bookkeeping
+from service.resources import MIGRATIONS_DIR
 
 ADVISORY_LOCK_KEY = 0x7261_7770  # "rawp": apply and rollback
 REHEARSAL_LOCK_KEY = 0x7261_7771  # one rehearsal of a database at a time

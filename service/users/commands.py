@@ -19,6 +19,7 @@ import msgspec
 from service.auth.passwords import HASHER
 from service.auth.schemas import ADMIN, Password
 from service.auth.tokens import Keys, mint_access_token
+from service.clitools import command_target
 from service.config import Settings
 from service.users import repository
 
@@ -83,3 +84,39 @@ def mint_tokens(settings: Settings, user_ids: list[uuid.UUID], ttl: int) -> list
 def promote_message(email: str, role: str) -> str:
     verb = "is now an admin" if role == ADMIN else "is no longer an admin"
     return f"{email} {verb}; every worker applies it within a second"
+
+
+@click.group()
+def users() -> None:
+    """Accounts, for operators: passwords and the admin role."""
+
+
+@users.command(name="set-password")
+@click.argument("email")
+def users_set_password(email: str) -> None:
+    """Set EMAIL's password, read from a prompt or stdin (never an argument); revokes the
+    user's refresh tokens."""
+    password = read_password()
+    url, _ = command_target()
+    set_password(url, email, password)
+    click.echo(f"password set for {email}; its refresh tokens are revoked")
+
+
+@users.command()
+@click.argument("email")
+def promote(email: str) -> None:
+    """Grant EMAIL the admin role."""
+    _change_role(email, ADMIN)
+
+
+@users.command()
+@click.argument("email")
+def demote(email: str) -> None:
+    """Remove the admin role from EMAIL."""
+    _change_role(email, "user")
+
+
+def _change_role(email: str, role: str) -> None:
+    url, _ = command_target()
+    set_role(url, email, role)
+    click.echo(promote_message(email, role))

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from service.contracts.introspect import Catalog
+from rawpost_devtools.contracts.introspect import Catalog
 from service.sql import COMMENTS_AND_STRINGS, SqlFileError, compile_named
 
 _READ_FROM = re.compile(r"\b(?:FROM|JOIN)\s+(?:ONLY\s+)?(?:\w+\.)?\"?(\w+)\"?", re.I)

@@ -21,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from service import embedded
-from service.config import SQL_DIR
 from service.migrate import REHEARSAL_LOCK_KEY, Echo, advisory_lock, backend_for, libpq_url, load
 from service.migrate import bookkeeping as bk
+from service.resources import SQL_DIR
 
 
 class LockSeen(msgspec.Struct, frozen=True):
@@ -316,7 +316,7 @@ def _rehearse(
 
         if not problems:
             echo("  [check] rawpost sql check against the migrated copy")
-            from service.contracts.sqlcheck import check
+            from rawpost_devtools.sqlcheck import check
 
             with psycopg.connect(scratch, autocommit=True) as conn:
                 after_forward = bk.fingerprint(conn)

@@ -19,8 +19,9 @@ from pathlib import Path
 import click
 import psycopg
 
-from service import embedded, migrate
-from service.config import SettingsError, load_settings
+from service import migrate
+from service.clitools import database_url as database_url_of
+from service.clitools import settings_or_exit
 
 MAX_POSTS_PER_USER = 40
 PUBLISHED_SHARE = 0.9
@@ -178,16 +179,7 @@ class DataSet:
 
 def resolve_database_url(database_url: str | None) -> tuple[str, bool]:
     """--database-url, else DATABASE_URL, else the embedded server (started now); and which."""
-    if database_url:
-        return database_url, False
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    if settings.database_url:
-        return settings.database_url, False
-    click.echo(f"DATABASE_URL not set: using the embedded PostgreSQL in {settings.data_dir}")
-    return embedded.start(settings.data_dir), True
+    return database_url_of(settings_or_exit(), explicit=database_url)
 
 
 def _copy(

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service import embedded, migrate
-from service.config import MIGRATIONS_DIR
+from service.resources import MIGRATIONS_DIR
 
 
 @contextmanager

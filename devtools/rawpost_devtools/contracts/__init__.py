@@ -14,13 +14,14 @@ from pathlib import Path
 
 import psycopg
 
-from service.config import MIGRATIONS_DIR, PROJECT_ROOT, SQL_DIR
-from service.contracts.introspect import ContractError, describe_all
-from service.contracts.render import HEADER, render_queries, render_rows
-from service.contracts.scratch import scratch_database
+from rawpost_devtools import CHECKOUT
+from rawpost_devtools.contracts.introspect import ContractError, describe_all
+from rawpost_devtools.contracts.render import HEADER, render_queries, render_rows
+from rawpost_devtools.scratch import scratch_database
+from service.resources import MIGRATIONS_DIR, SQL_DIR
 from service.sql import Query, load_queries
 
-GENERATED_DIR = PROJECT_ROOT / "service" / "generated"
+GENERATED_DIR = CHECKOUT / "service" / "generated"
 
 
 def build(
@@ -64,7 +65,7 @@ def _format(source: str) -> str:
         capture_output=True,
         text=True,
         check=False,
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
     )
     if done.returncode != 0:
         raise ContractError(f"generated code does not parse:\n{done.stderr}\n{source}")
@@ -74,7 +75,7 @@ def _format(source: str) -> str:
         capture_output=True,
         text=True,
         check=False,
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
     )
     return fixed.stdout if fixed.returncode == 0 else done.stdout
 
@@ -102,8 +103,8 @@ def diff(files: Mapping[str, str], target: Path = GENERATED_DIR) -> str:
         new = files.get(name, "")
         if old != new:
             rel = (
-                (target / name).relative_to(PROJECT_ROOT)
-                if target.is_relative_to(PROJECT_ROOT)
+                (target / name).relative_to(CHECKOUT)
+                if target.is_relative_to(CHECKOUT)
                 else target / name
             )
             chunks.extend(

@@ -38,11 +38,13 @@ import click
 import msgspec
 import psycopg
 
+from rawpost_devtools import CHECKOUT
+from rawpost_devtools.seed import DEFAULT_IDS_FILE, resolve_database_url
 from service.auth.tokens import Keys, development_secret, mint_access_token
-from service.config import PROJECT_ROOT, Settings, SettingsError, load_settings
-from service.seed import DEFAULT_IDS_FILE, resolve_database_url
+from service.clitools import settings_or_exit
+from service.config import Settings
 
-BENCH_DIR = PROJECT_ROOT / "bench"
+BENCH_DIR = CHECKOUT / "bench"
 # pgbench takes at most 128 scripts; one per sampled id gives it random ids (see below).
 PGBENCH_ID_SCRIPTS = 100
 # Emails the benchmark once created (users made by runs of its older create_user), and the
@@ -647,7 +649,7 @@ def _git() -> tuple[str | None, bool | None]:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             capture_output=True,
             text=True,
             timeout=10,
@@ -655,7 +657,7 @@ def _git() -> tuple[str | None, bool | None]:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain"],
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             capture_output=True,
             text=True,
             timeout=10,
@@ -1024,10 +1026,7 @@ def bench(
     check_loopback(url)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     wrk, pgbench = find_wrk(), find_pgbench()
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = settings_or_exit()
     if clients is None:
         clients = settings.workers * settings.pool_max_size
     if not ids_file.is_file():

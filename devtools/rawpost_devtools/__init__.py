@@ -1,0 +1,12 @@
+"""Development and load-test tools for rawpost: seed, bench, contracts, sql check, rehearse.
+
+They import `service` and are never imported by it; `rawpost` finds them through the
+`rawpost.commands` entry point when this package is installed (a development checkout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The source checkout these tools work on (bench/ scripts, service/generated/).
+CHECKOUT = Path(__file__).resolve().parents[2]
