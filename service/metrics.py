@@ -1,13 +1,14 @@
 """Prometheus metrics: their definitions, how worker processes share them, and a buffer
-that keeps the hot path's updates in plain Python.
+that keeps the hot path's counter and gauge updates in plain Python.
 
 Under `rawpost serve` several worker processes share the metrics through
-PROMETHEUS_MULTIPROC_DIR (service.server): every update is a lock and a store into a
-memory-mapped file there, and `/metrics` adds all the workers' files up. A request
-made nine such updates (its duration, count and in-progress gauge, the pool wait, the
-statement's time), about a tenth of the CPU of a `/health/live` request; BUFFER
-collects them in dicts instead, and `flush()` moves them into prometheus_client once a
-second, before each scrape answered, and at shutdown.
+PROMETHEUS_MULTIPROC_DIR (service.server): every update is a lock, a process-id check
+and a store into a memory-mapped file there, and `/metrics` adds all the workers' files
+up. BUFFER sums a request's counter increments and gauge moves instead, and `flush()`
+moves them into prometheus_client once a second, before each scrape answered, and at
+shutdown. Histogram observations go straight to prometheus_client: its public API adds
+them one at a time only, so holding them back would not save their cost, only spend it
+all at once in the flush, stalling the event loop (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -15,32 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.background import in_background
 from service.config import metrics_dir
 
 MULTIPROCESS = metrics_dir() is not None
-_pid = os.getpid()
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-if MULTIPROCESS:
-    # prometheus_client calls os.getpid() on every inc/observe to notice a fork: a
-    # system call each time, ten per request. The pid only changes at a fork, so keep it.
-    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: _pid)  # type: ignore[no-untyped-call]
 
 QUERY_SECONDS = Histogram(
     "rawpost_query_duration_seconds",
@@ -93,7 +77,8 @@ def worker_stopped() -> None:
 
 def metrics_text() -> bytes:
     """Every metric in Prometheus' text format: all workers' under `rawpost serve`
-    (this worker's up to now, the others' as of their last flush, at most a second ago)."""
+    (this worker's up to now; the others' counters and gauges as of their last flush, at
+    most a second ago, their histograms up to now)."""
     BUFFER.flush()
     if not MULTIPROCESS:
         return generate_latest()
@@ -104,7 +89,8 @@ def metrics_text() -> bytes:
 
 # Requests by route template (never the raw path: ids would make label values unbounded)
 # and status. Recorded by service.observability's middleware, in the same pass as the
-# request id and the access log (Litestar's PrometheusMiddleware cost 13 % of a request).
+# request id and the access log (cheaper than Litestar's PrometheusMiddleware:
+# docs/performance.md).
 _ROUTE_LABELS = ["app_name", "method", "path", "status_code"]
 REQUESTS = Counter("rawpost_requests", "Requests answered, by route and status.", _ROUTE_LABELS)
 REQUEST_SECONDS = Histogram(
@@ -124,55 +110,29 @@ IN_PROGRESS = Gauge(
 APP_NAME = "rawpost"
 
 
-class _PendingHistogram:
-    """Observations of one histogram child not yet moved into prometheus_client."""
-
-    __slots__ = ("bounds", "child", "counts", "total")
-
-    def __init__(self, child: Any) -> None:
-        self.child = child
-        # prometheus_client's own bucket bounds (+Inf last) and values: it has no public
-        # call that adds many observations at once (tests/test_metrics.py pins the result).
-        self.bounds: list[float] = child._upper_bounds
-        self.counts = [0] * len(self.bounds)
-        self.total = 0.0
-
-    def flush(self) -> None:
-        counts, self.counts = self.counts, [0] * len(self.bounds)
-        total, self.total = self.total, 0.0
-        if any(counts):
-            self.child._sum.inc(total)
-            for value, count in zip(self.child._buckets, counts, strict=True):
-                if count:
-                    value.inc(count)
-
-
 class MetricBuffer:
-    """Counter increments, histogram observations and gauge levels of this process,
-    held in plain Python until `flush()`."""
+    """Counter increments and gauge levels of this process, held in plain Python until
+    `flush()`; histogram observations passed straight on."""
 
     def __init__(self) -> None:
-        self._histograms: dict[Any, _PendingHistogram] = {}
-        self._counters: dict[Any, float] = {}
-        self._gauges: dict[Any, float] = {}
+        self._counters: dict[Counter, float] = {}
+        self._gauges: dict[Gauge, float] = {}
 
-    def observe(self, histogram: Any, value: float) -> None:
-        if (pending := self._histograms.get(histogram)) is None:
-            pending = self._histograms[histogram] = _PendingHistogram(histogram)
-        # A value on a bound counts in that bucket (le = "less than or equal").
-        pending.counts[bisect_left(pending.bounds, value)] += 1
-        pending.total += value
+    def observe(self, histogram: Histogram, value: float) -> None:
+        """Observe now: only one observation at a time can enter a histogram through
+        prometheus_client's API, so deferring it saves nothing."""
+        histogram.observe(value)
 
-    def inc(self, counter: Any, amount: float = 1.0) -> None:
+    def inc(self, counter: Counter, amount: float = 1.0) -> None:
+        # Whole amounts (counts) add up exactly, so one inc(total) at the flush exposes
+        # what an inc() per event would have.
         self._counters[counter] = self._counters.get(counter, 0.0) + amount
 
-    def add(self, gauge: Any, amount: float) -> None:
+    def add(self, gauge: Gauge, amount: float) -> None:
         """Move a gauge by `amount`; flush() sets it to the level reached."""
         self._gauges[gauge] = self._gauges.get(gauge, 0.0) + amount
 
     def flush(self) -> None:
-        for pending in self._histograms.values():
-            pending.flush()
         counters, self._counters = self._counters, {}
         for counter, amount in counters.items():
             counter.inc(amount)
