@@ -25,7 +25,9 @@ from service.auth.repository import Issuer
 from service.auth.routes import router as auth_router
 from service.auth.security import bearer_auth
 from service.config import Settings, check_jwt_secrets
-from service.db import Database, Pool, create_pool, provide_session
+from service.db.pool import Database, Pool, create_pool
+from service.db.session import provide_connection
+from service.db.statements import Timed
 from service.errors import handle_exception
 from service.health import repository as health_repository
 from service.health.routes import METRICS_SCHEME, metrics, publish_pool_figures
@@ -84,11 +86,7 @@ async def verify_sql(
     database itself does the rest.
     """
     async with pool.acquire() as conn:
-        try:
-            applied = await health_repository.list_applied_migrations(conn)
-        except asyncpg.UndefinedTableError:
-            applied = set()
-        pending = [m for m in migrations if m not in applied]
+        pending = await health_repository.list_pending_migrations(Timed(conn), migrations)
         if pending:
             log.warning(
                 "schema is behind: pending migrations %s; /health/ready answers 503 until"
@@ -146,7 +144,7 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
         dependencies={
-            "conn": Provide(provide_session),
+            "conn": Provide(provide_connection),
             "issuer": Provide(provide_issuer, sync_to_thread=False),
             "callers": Provide(provide_callers, sync_to_thread=False),
         },

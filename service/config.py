@@ -67,7 +67,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("RAWPOST_POOL_MIN_SIZE must not exceed RAWPOST_POOL_MAX_SIZE")
 
 
-# One place maps each setting to its environment variable (README's table lists the same).
+# One place maps each setting to its environment variable (docs/configuration.md lists
+# the same).
 ENV_NAMES: Mapping[str, str] = {
     "database_url": "DATABASE_URL",
     "data_dir": "RAWPOST_DATA_DIR",
@@ -114,7 +115,7 @@ EXAMPLE_SECRETS = frozenset(
 
 
 # prometheus_client's own variable: set by `rawpost serve` for its worker processes
-# (service.server), read by prometheus_client and service.observability.
+# (service.server), read by prometheus_client and service.metrics.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 

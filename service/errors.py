@@ -12,13 +12,11 @@ DomainError
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import uuid
 from typing import Any, ClassVar
 
-import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -26,6 +24,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service import observability
+from service.db import failures
 
 log = logging.getLogger("rawpost.errors")
 
@@ -86,56 +85,27 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[FieldError] | None = None
 
 
-# SQLSTATEs that mean "the database is away or overloaded", not "your request is wrong".
-# 40001/40P01: a serialization failure or deadlock that outlasted the retries.
-_UNAVAILABLE_STATES = {
-    "57P01",
-    "57P02",
-    "57P03",
-    "53300",
-    "57014",
-    "55P03",
-    "3D000",
-    "40001",
-    "40P01",
+_BY_KIND: dict[failures.Kind, tuple[type[DomainError], str]] = {
+    failures.Kind.CONFLICT: (ConflictError, "a live row already uses this value"),
+    failures.Kind.UNPROCESSABLE: (UnprocessableError, "the referenced row does not exist"),
+    failures.Kind.BAD_VALUE: (
+        BadRequestError,
+        "a value is not valid for its field (e.g. contains a NUL byte)",
+    ),
+    failures.Kind.UNAVAILABLE: (UnavailableError, "the database is unavailable; retry shortly"),
+    # A table or column the SQL files need is missing: migrations are pending.
+    failures.Kind.SCHEMA_BEHIND: (
+        UnavailableError,
+        "the database schema is not migrated yet; retry shortly",
+    ),
+    failures.Kind.BUG: (DomainError, "unexpected database error"),
 }
-# undefined_table, undefined_column: what a SQL file meets before its migration ran.
-_SCHEMA_BEHIND_STATES = {"42P01", "42703"}
 
 
-def from_database(exc: asyncpg.PostgresError) -> DomainError:
-    """Translate a PostgreSQL error into a domain error; the driver's text never leaks."""
-    state = exc.sqlstate or ""
-    if state == "23505":
-        return ConflictError("a live row already uses this value")
-    if state == "23503":
-        return UnprocessableError("the referenced row does not exist")
-    if state.startswith("22"):
-        return BadRequestError("a value is not valid for its field (e.g. contains a NUL byte)")
-    if state.startswith("08") or state in _UNAVAILABLE_STATES:
-        return UnavailableError("the database is unavailable; retry shortly")
-    if state in _SCHEMA_BEHIND_STATES:
-        # A table or column the SQL files need is missing: migrations are pending.
-        return UnavailableError("the database schema is not migrated yet; retry shortly")
-    return DomainError("unexpected database error")
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Connection loss, pool exhaustion and timeouts: the client may retry."""
-    if isinstance(exc, asyncpg.PostgresError):
-        return isinstance(from_database(exc), UnavailableError)
-    if isinstance(exc, BaseExceptionGroup):
-        return all(is_unavailable(e) for e in exc.exceptions)
-    # InternalClientError: asyncpg's state machine on a connection the server just killed.
-    return isinstance(
-        exc,
-        asyncpg.InterfaceError
-        | asyncpg.InternalClientError
-        | ConnectionError
-        | OSError
-        | asyncio.TimeoutError
-        | TimeoutError,
-    )
+def from_database(exc: BaseException) -> DomainError:
+    """The domain error a database failure stands for; the driver's text never leaks."""
+    error, detail = _BY_KIND[failures.classify(exc)]
+    return error(detail)
 
 
 def problem_response(
@@ -202,19 +172,15 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem_response(
             exc.status_code, title, exc.detail or title, _slug(title), headers=exc.headers
         )
-    if isinstance(exc, asyncpg.PostgresError):
-        mapped = from_database(exc)
-        if isinstance(mapped, UnavailableError):
-            log.warning(
-                "database error %s answered as 503",
-                exc.sqlstate,
-                extra=_request_extra(request),
-            )
-        if mapped.status != 500:
-            return handle_exception(request, mapped)
-    if is_unavailable(exc):
-        log.warning("database unavailable: %s", type(exc).__name__, extra=_request_extra(request))
-        return handle_exception(request, UnavailableError("the database is unavailable; retry"))
+    mapped = from_database(exc)
+    if isinstance(mapped, UnavailableError):
+        log.warning(
+            "database unavailable (%s) answered as 503",
+            getattr(exc, "sqlstate", None) or type(exc).__name__,
+            extra=_request_extra(request),
+        )
+    if mapped.status != 500:
+        return handle_exception(request, mapped)
     request_id = _request_extra(request)["request_id"]
     log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
     return problem_response(

@@ -9,7 +9,7 @@ import os
 import secrets
 import time
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any
 
 from litestar import Response
 from litestar.enums import ScopeType
@@ -40,14 +40,7 @@ os.register_at_fork(after_in_child=_after_fork)
 class RequestContext:
     """Timings of one request, filled in by the database session and the hooks."""
 
-    __slots__ = (
-        "db_seconds",
-        "handler_done",
-        "pool_wait_seconds",
-        "request_id",
-        "session",
-        "started",
-    )
+    __slots__ = ("db_seconds", "handler_done", "pool_wait_seconds", "request_id", "started")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -55,16 +48,6 @@ class RequestContext:
         self.pool_wait_seconds = 0.0
         self.db_seconds = 0.0
         self.handler_done: float | None = None
-        self.session: Closable | None = None  # the request's database session, if any
-
-    async def release(self) -> None:
-        session, self.session = self.session, None
-        if session is not None:
-            await session.close()
-
-
-class Closable(Protocol):
-    async def close(self) -> None: ...
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("rawpost_request", default=None)
@@ -79,7 +62,6 @@ async def mark_handler_done(response: Response[Any]) -> Response[Any]:
 
     Async on purpose: Litestar runs a sync hook in a worker thread, per request."""
     if (ctx := CURRENT.get()) is not None:
-        await ctx.release()  # the handler is done with the database
         ctx.handler_done = time.perf_counter()
     return response
 
@@ -175,8 +157,6 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
         try:
             await app(scope, receive, send_with_headers)
         finally:
-            if ctx.session is not None:  # the handler raised before after_request ran
-                await ctx.release()
             CURRENT.reset(token)
             BUFFER.add(in_progress, -1)
             seconds = time.perf_counter() - ctx.started

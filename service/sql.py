@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,7 +34,11 @@ class SqlFileError(Exception):
 
 
 class Query(msgspec.Struct, frozen=True):
-    """One statement: its name (`users/get_user`), source path, asyncpg text and params."""
+    """One statement: its name (`users/get_user`), source path, asyncpg text and params.
+
+    Generated functions hand the Query itself to the executor, which names it in logs
+    and metrics and retries it after a lost connection only if `readonly`.
+    """
 
     name: str
     path: str
@@ -42,16 +46,11 @@ class Query(msgspec.Struct, frozen=True):
     params: tuple[str, ...]
     source: str  # the file's text as written
     digest: str  # sha256 of `source`, so generated code can tell when it is stale
-
-    @property
-    def readonly(self) -> bool:
-        """A plain read (SELECT, or WITH without a data-modifying part): safe to run again."""
-        code = COMMENTS_AND_STRINGS.sub(" ", self.sql)
-        return _STARTS_WITH_READ.match(code) is not None and not _WRITES.search(code)
+    readonly: bool  # a plain read (SELECT, or WITH without a data-modifying part)
 
     @property
     def annotations(self) -> dict[str, tuple[str, ...]]:
-        """`-- @key: a, b` header lines (see README, "How to add a query")."""
+        """`-- @key: a, b` header lines (docs/contracts.md, "How to add a query")."""
         found: dict[str, tuple[str, ...]] = {}
         for line in self.source.splitlines():
             if m := _ANNOTATION.match(line):
@@ -60,10 +59,34 @@ class Query(msgspec.Struct, frozen=True):
         return found
 
 
+def is_read_only(sql: str) -> bool:
+    """A plain read (SELECT, or WITH without a data-modifying part): safe to run again."""
+    code = COMMENTS_AND_STRINGS.sub(" ", sql)
+    return _STARTS_WITH_READ.match(code) is not None and not _WRITES.search(code)
+
+
 def compile_named(text: str, *, origin: str = "<sql>") -> tuple[str, tuple[str, ...]]:
     """Rewrite `:name` parameters to `$n`; return the new text and the names in order."""
-    out: list[str] = []
     names: list[str] = []
+
+    def number(name: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return substitute_params(text, number, keep_comments=True, origin=origin), tuple(names)
+
+
+def substitute_params(
+    text: str, replace: Callable[[str], str], *, keep_comments: bool, origin: str = "<sql>"
+) -> str:
+    """`text` with each `:name` parameter replaced by `replace(name)`.
+
+    Literals, quoted identifiers, dollar quotes and `::` casts are copied as written, and
+    comments too unless `keep_comments` is false (a block comment then becomes a space).
+    Unterminated text and `$1`-style parameters raise SqlFileError naming `origin`.
+    """
+    out: list[str] = []
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
@@ -71,19 +94,18 @@ def compile_named(text: str, *, origin: str = "<sql>") -> tuple[str, tuple[str, 
         if ch == "-" and nxt == "-":
             end = text.find("\n", i)
             end = n if end == -1 else end
-            out.append(text[i:end])
+            if keep_comments:
+                out.append(text[i:end])
             i = end
         elif ch == "/" and nxt == "*":
             end = _block_comment_end(text, i, origin)
-            out.append(text[i:end])
+            out.append(text[i:end] if keep_comments else " ")
             i = end
-        elif ch == "'":
-            escapes = i > 0 and text[i - 1] in "eE" and not _is_ident_char(text, i - 2)
-            end = _quoted_end(text, i, "'", backslash=escapes, origin=origin)
-            out.append(text[i:end])
-            i = end
-        elif ch == '"':
-            end = _quoted_end(text, i, '"', backslash=False, origin=origin)
+        elif ch in "'\"":
+            escapes = (
+                ch == "'" and i > 0 and text[i - 1] in "eE" and not _is_ident_char(text, i - 2)
+            )
+            end = _quoted_end(text, i, ch, backslash=escapes, origin=origin)
             out.append(text[i:end])
             i = end
         elif ch == "$":
@@ -107,15 +129,12 @@ def compile_named(text: str, *, origin: str = "<sql>") -> tuple[str, tuple[str, 
             out.append("::")
             i += 2
         elif ch == ":" and (m := _NAME.match(text, i + 1)):
-            name = m.group(0)
-            if name not in names:
-                names.append(name)
-            out.append(f"${names.index(name) + 1}")
+            out.append(replace(m.group(0)))
             i = m.end()
         else:
             out.append(ch)
             i += 1
-    return "".join(out), tuple(names)
+    return "".join(out)
 
 
 def _is_ident_char(text: str, i: int) -> bool:
@@ -166,7 +185,13 @@ def load_queries(root: Path = SQL_DIR) -> Mapping[str, Query]:
         sql, params = compile_named(text, origin=str(path))
         digest = hashlib.sha256(text.encode()).hexdigest()
         found[name] = Query(
-            name=name, path=str(path), sql=sql, params=params, source=text, digest=digest
+            name=name,
+            path=str(path),
+            sql=sql,
+            params=params,
+            source=text,
+            digest=digest,
+            readonly=is_read_only(sql),
         )
     return MappingProxyType(found)
 

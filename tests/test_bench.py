@@ -35,8 +35,8 @@ from rawpost_devtools.bench import (
     summarize,
 )
 from rawpost_devtools.seed import seed
-from service.db import SERVER_SETTINGS
-from service.sql import QUERIES
+from service.db.pool import SERVER_SETTINGS
+from service.sql import QUERIES, SqlFileError, compile_named
 from tests.helpers import DB, PASSWORD, scratch_database
 
 # -- pgbench scripts ----------------------------------------------------------------------
@@ -59,6 +59,19 @@ def test_pgbench_sql_drops_comments_and_keeps_strings_and_casts() -> None:
 def test_pgbench_sql_refuses_an_unbound_parameter() -> None:
     with pytest.raises(ValueError, match=":b"):
         pgbench_sql("SELECT :a, :b", {"a": "1"})
+
+
+def test_pgbench_sql_finds_the_parameters_the_loader_finds() -> None:
+    # One scanner serves both: a `$` inside a name opens no dollar quote for either.
+    source = "SELECT total$usd$ FROM t WHERE id = :a"
+    assert compile_named(source) == ("SELECT total$usd$ FROM t WHERE id = $1", ("a",))
+    assert pgbench_sql(source, {"a": ":a_0"}) == "SELECT total$usd$ FROM t WHERE id = :a_0"
+
+
+@pytest.mark.parametrize("text", ["SELECT 'open", 'SELECT "open', "SELECT $$ open", "/* open"])
+def test_pgbench_sql_refuses_unterminated_text_as_the_loader_does(text: str) -> None:
+    with pytest.raises(SqlFileError, match="unterminated"):
+        pgbench_sql(text, {})
 
 
 @pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda b: b.name)

@@ -227,3 +227,20 @@ def test_serve_with_database_url_refuses_a_missing_short_or_example_secret(
     assert lines == [f"Error: {lines[-1].removeprefix('Error: ')}"], result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_starting_rawpost_with_every_command_loads_neither_metrics_nor_sql_files() -> None:
+    """`rawpost serve` sets the workers' shared metrics folder before prometheus_client is
+    first imported (else each worker keeps its own figures and /metrics shows one worker),
+    and a broken SQL file must not break commands that never run SQL."""
+    probe = (
+        "import sys, service.cli\n"
+        "names = set(service.cli.main.commands)\n"
+        "assert {'migrate', 'users', 'seed', 'bench', 'contracts'} <= names, names\n"
+        "print(sorted(m for m in ('prometheus_client', 'service.metrics', 'service.sql',"
+        " 'service.app') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"

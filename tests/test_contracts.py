@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import decimal
 import shutil
+import typing
 import uuid
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import pytest
 from mypy import api as mypy_api
 
 from rawpost_devtools import CHECKOUT, contracts, scratch, sqlcheck
-from rawpost_devtools.contracts.introspect import ContractError
+from rawpost_devtools.contracts.introspect import ContractError, Field, PyType, QueryContract, Table
+from rawpost_devtools.contracts.render import row_types
 from service.resources import MIGRATIONS_DIR, SQL_DIR
-from service.sql import SqlFileError, load_queries, query
+from service.sql import Query, SqlFileError, load_queries, query
 from tests.contracts_fixture import registry
 
 FIXTURE_OUTPUT = Path(registry.__file__).parent / "generated"
@@ -57,7 +59,102 @@ def test_nullability_follows_not_null_outer_joins_and_expressions() -> None:
     # Aggregates and expressions are optional unless the header says @not-null.
     assert optional(q.GetChildStatsRow) == {"newest_id", "names", "measured_at", "label"}
     # A nullable table column stays optional.
-    assert optional(q.ListAllChildrenRow) == {"deleted_at"}
+    assert optional(q.ChildRow) == {"deleted_at"}
+    # The same columns from the nullable side of an outer join are all optional.
+    assert optional(q.ListParentChildrenRow) == {"id", "name", "deleted_at"}
+
+
+def _returns(function: object) -> object:
+    return typing.get_type_hints(function)["return"]
+
+
+def test_statements_returning_the_same_columns_share_one_row_type() -> None:
+    from tests.contracts_fixture.generated import fixture as q
+
+    # get_child and list_all_children: same names, order, types and nullability.
+    assert _returns(q.get_child) == q.ChildRow | None
+    assert _returns(q.list_all_children) == list[q.ChildRow]
+    # Same names and types, other nullability (an outer join): a type of its own.
+    assert _returns(q.list_parent_children) == list[q.ListParentChildrenRow]
+    assert not hasattr(q, "GetChildRow") and not hasattr(q, "ListAllChildrenRow")
+
+
+def test_a_statement_returning_a_tables_columns_returns_the_tables_row_type() -> None:
+    from tests.contracts_fixture.generated import fixture as q
+    from tests.contracts_fixture.generated import rows
+
+    assert _returns(q.get_everything) == rows.EverythingRow | None
+    assert _returns(q.insert_everything) == rows.EverythingRow | None
+    assert not hasattr(q, "GetEverythingRow") and not hasattr(q, "InsertEverythingRow")
+    # rows.py holds only the tables some statement returns whole.
+    assert [name for name in vars(rows) if name.endswith("Row")] == ["EverythingRow"]
+
+
+def test_service_statements_of_one_shape_share_a_row_type() -> None:
+    from service.generated import posts, users
+
+    # Email always present (the user itself, or an admin's look-up): one UserRow.
+    for fn in (users.insert_user, users.restore_user, users.update_user):
+        assert _returns(fn) == users.UserRow | None
+    assert _returns(users.list_users_by_email) == list[users.UserRow]
+    # Email NULL for other callers: another shape, named after its first statement.
+    assert _returns(users.get_user) == users.GetUserRow | None
+    assert _returns(users.list_users) == list[users.GetUserRow]
+    assert _returns(users.get_user_with_posts) == users.GetUserWithPostsRow | None
+    for read in (posts.get_post, posts.insert_post):
+        assert _returns(read) == posts.PostRow | None
+    assert _returns(posts.list_posts) == list[posts.PostRow]
+    assert (
+        _returns(posts.update_post) == _returns(posts.restore_post) == posts.RestorePostRow | None
+    )
+    # No service statement returns a whole table, so there is no rows.py to import.
+    assert not (CHECKOUT / "service" / "generated" / "rows.py").exists()
+
+
+def _contract(name: str, *columns: tuple[str, str, bool]) -> QueryContract:
+    query_ = Query(
+        name=name, path=f"sql/{name}.sql", sql="", params=(), source="", digest="", readonly=True
+    )
+    fields = tuple(Field(n, PyType(t), optional) for n, t, optional in columns)
+    return QueryContract(query=query_, params=(), columns=fields, returns="many", summary="")
+
+
+def test_row_types_are_named_after_the_table_the_shared_noun_or_the_statement() -> None:
+    member = (("id", "int", False), ("email", "str", False))
+    viewed = (("id", "int", False), ("email", "str", True))
+    table = Table("members", tuple(Field(n, PyType(t), o) for n, t, o in member), False)
+    contracts = [
+        _contract("d/get_member", *viewed),
+        _contract("d/list_members_seen", *viewed),
+        _contract("d/insert_member", *member, ("extra", "int", True)),
+        _contract("d/update_member", *member, ("extra", "int", True)),
+        _contract("d/list_members", *member, ("extra", "int", True)),
+        _contract("d/restore_member", *member),
+        _contract("d/list_tags", ("tag", "str", False)),
+        _contract("d/list_tags_by_member", ("tag", "str", False)),
+        _contract("d/get_member_extra", ("extra", "int", True)),
+    ]
+    rows = row_types(contracts, [table])
+    assert {name: (row.name, row.table) for name, row in rows.items()} == {
+        # Exactly the table's columns: the table's Struct in rows.py.
+        "d/restore_member": ("MembersRow", "members"),
+        # Three statements share a shape: the shortest noun, `member`.
+        "d/insert_member": ("MemberRow", None),
+        "d/update_member": ("MemberRow", None),
+        "d/list_members": ("MemberRow", None),
+        # `MemberRow` is taken by the larger group: named after its first statement.
+        "d/get_member": ("GetMemberRow", None),
+        "d/list_members_seen": ("GetMemberRow", None),
+        "d/list_tags": ("TagsRow", None),
+        "d/list_tags_by_member": ("TagsRow", None),
+        # A shape of its own.
+        "d/get_member_extra": ("GetMemberExtraRow", None),
+    }
+    assert rows["d/list_members"].statements == (
+        "d/insert_member",
+        "d/list_members",
+        "d/update_member",
+    )
 
 
 def test_drift_check_fails_after_a_schema_change_and_passes_after_regenerating(
@@ -69,12 +166,12 @@ def test_drift_check_fails_after_a_schema_change_and_passes_after_regenerating(
     contracts.write(_build_fixture(pg_admin_url, migrations, registry.SQL_DIR), target)
     assert contracts.diff(_build_fixture(pg_admin_url, migrations, registry.SQL_DIR), target) == ""
 
-    (migrations / "0002.add-parent-nickname.sql").write_text(
-        "-- depends: 0001.every-type\n"
-        "ALTER TABLE parents ADD COLUMN nickname text NOT NULL DEFAULT '';\n"
+    # rows.py follows the table: everything.note, returned whole by two statements.
+    (migrations / "0002.require-note.sql").write_text(
+        "-- depends: 0001.every-type\nALTER TABLE everything ALTER COLUMN note SET NOT NULL;\n"
     )
     stale = contracts.diff(_build_fixture(pg_admin_url, migrations, registry.SQL_DIR), target)
-    assert "+    nickname: str" in stale
+    assert "-    note: str | None\n" in stale and "+    note: str\n" in stale
     assert "(checked in)" in stale and "(generated now)" in stale
 
     contracts.write(_build_fixture(pg_admin_url, migrations, registry.SQL_DIR), target)
@@ -176,11 +273,13 @@ def test_every_type_round_trips_through_the_generated_functions(pg_admin_url: st
 
     async def round_trip() -> None:
         with scratch.scratch_database(pg_admin_url, registry.MIGRATIONS_DIR) as url:
-            conn = await asyncpg.connect(url)
+            raw = await asyncpg.connect(url)
             try:
-                from service.db import _init_connection
+                from service.db.pool import _init_connection
+                from service.db.statements import Timed
 
-                await _init_connection(conn)
+                await _init_connection(raw)
+                conn = Timed(raw)
                 inserted = await q.insert_everything(conn, **values)  # type: ignore[arg-type]
                 assert inserted is not None
                 fetched = await q.get_everything(conn, id=inserted.id)
@@ -201,10 +300,15 @@ def test_every_type_round_trips_through_the_generated_functions(pg_admin_url: st
                     ("Pat", "Kiddo"),
                     ("Lone", None),
                 ]
+                child = await q.get_child(conn, id=10)
+                assert child is not None and (child.id, child.name) == (10, "Kiddo")
+                assert [c.name for c in await q.list_all_children(conn)] == ["Kiddo", "Orphan"]
+                lone = await q.list_parent_children(conn, parent_id=2)
+                assert [(c.id, c.name) for c in lone] == [(None, None)]
                 stats = await q.get_child_stats(conn, label="now")
                 assert stats is not None and stats.children == 2 and stats.label == "now"
             finally:
-                await conn.close()
+                await raw.close()
 
     asyncio.run(round_trip())
 

@@ -166,7 +166,7 @@ def test_connections_older_than_the_max_lifetime_are_recycled(
 def test_start_up_waits_for_the_database_even_with_an_empty_pool(settings: Settings) -> None:
     import asyncio
 
-    from service.db import create_pool
+    from service.db.pool import create_pool
 
     unreachable = load_settings(
         environ=TEST_ENV,

@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.config import load_settings
-from service.db import SERVER_SETTINGS
+from service.db.pool import SERVER_SETTINGS
 from tests.helpers import DB, PASSWORD, TEST_ENV, bearer, body_of, mint_token
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"

@@ -12,7 +12,7 @@ from rawpost_devtools import CHECKOUT
 from service import migrate
 from service.app import verify_sql
 from service.config import load_settings
-from service.db import create_pool
+from service.db.pool import create_pool
 from service.resources import SQL_DIR
 from service.sql import QUERIES, SqlFileError, compile_named, load_queries, query
 from tests.helpers import TEST_ENV

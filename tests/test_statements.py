@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import TestClient
 
 from service.config import Settings
-from service.db import create_pool
+from service.db.pool import create_pool
 from service.sql import QUERIES
 
 

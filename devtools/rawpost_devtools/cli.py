@@ -10,7 +10,6 @@ from typing import TypeVar
 import click
 
 from rawpost_devtools.bench import bench
-from rawpost_devtools.contracts.introspect import ContractError
 from rawpost_devtools.seed import seed
 from service.clitools import command_target, or_exit
 
@@ -29,6 +28,10 @@ def register(main: click.Group) -> None:
 
 
 def _or_fail(work: Callable[[], T]) -> T:
+    # Imported here: loading sql/ when `rawpost` starts would turn a broken SQL file into
+    # a traceback for every command.
+    from rawpost_devtools.contracts.introspect import ContractError
+
     return or_exit(work, ContractError)
 
 

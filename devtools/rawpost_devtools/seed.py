@@ -1,6 +1,6 @@
 """`rawpost seed`: fill an empty database with the standard benchmark data set, by COPY.
 
-The data set (api-contract.md, "The standard benchmark"): users, and posts with 0..40
+The data set (docs/performance.md, "`rawpost seed`"): users, and posts with 0..40
 per user (exactly --posts in all), 90 % published, `created_at` spread over the year
 before --now. Everything is drawn from random.Random streams seeded with --seed, so the
 same seed and --now give the same rows and the same sample-ids file, byte for byte.

@@ -35,7 +35,9 @@ from litestar.security.jwt import Token
 from service.auth import repository
 from service.auth.schemas import Caller
 from service.background import in_background
-from service.db import Database, Session
+from service.db.pool import Database
+from service.db.session import Session
+from service.db.statements import Timed
 
 log = logging.getLogger("rawpost.auth")
 
@@ -139,7 +141,7 @@ class Callers:
             self._users.clear()
             self._watermark = None
         async with self._db.pool.acquire(timeout=self._db.settings.acquire_timeout) as conn:
-            rows = await repository.list_auth_events(conn, since_xid=self._watermark or 0)
+            rows = await repository.list_auth_events(Timed(conn), since_xid=self._watermark or 0)
         number = self._polls + 1
         for row in rows:
             if row.user_id is None:
@@ -160,7 +162,7 @@ class Callers:
         now = time.time()
         self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp > now}
         async with self._db.pool.acquire(timeout=self._db.settings.acquire_timeout) as conn:
-            await repository.delete_expired_auth_events(conn)
+            await repository.delete_expired_auth_events(Timed(conn))
 
     @contextlib.asynccontextmanager
     async def polling(self) -> AsyncIterator[None]:

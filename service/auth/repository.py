@@ -20,7 +20,7 @@ from service.auth.tokens import (
     refresh_digest,
 )
 from service.config import Settings
-from service.db import Executor
+from service.db.statements import Executor
 from service.errors import UnauthorizedError
 from service.generated import auth as q
 

@@ -19,7 +19,7 @@ from service.auth.repository import IssuerDep
 from service.auth.schemas import Caller, Refresh, SignIn
 from service.auth.security import PUBLIC, SIGNED_IN, signed_in
 from service.auth.tokens import TokenPair, session_of
-from service.db import ConnectionDep
+from service.db.session import ConnectionDep
 from service.errors import problem_responses
 from service.validation import strict_json
 

@@ -2,7 +2,8 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: typed functions for the statements in sql/auth/."""
+"""Layer 2: typed functions for the statements in sql/auth/ (row types: see
+the package docstring)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 
 import msgspec
 
-from service.db import Executor
+from service.db.statements import Executor
 from service.sql import query
 
 _DELETE_EXPIRED_AUTH_EVENTS = query(
@@ -44,7 +45,7 @@ _UPDATE_REFRESH_TOKEN = query(
 async def delete_expired_auth_events(conn: Executor) -> None:
     """auth/delete_expired_auth_events.sql: forget revocations of tokens that have expired
     anyway, and user events older than any poller's look-back."""
-    await conn.execute(_DELETE_EXPIRED_AUTH_EVENTS.sql)
+    await conn.execute(_DELETE_EXPIRED_AUTH_EVENTS)
 
 
 class GetCallerRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -58,7 +59,7 @@ class GetCallerRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 async def get_caller(conn: Executor, *, jti: str, user_id: uuid.UUID) -> GetCallerRow | None:
     """auth/get_caller.sql: who a verified access token speaks for, when no fresh cached
     answer exists."""
-    row = await conn.fetchrow(_GET_CALLER.sql, jti, user_id)
+    row = await conn.fetchrow(_GET_CALLER, jti, user_id)
     return None if row is None else msgspec.convert(tuple(row), GetCallerRow)
 
 
@@ -74,7 +75,7 @@ async def get_credentials(
 ) -> GetCredentialsRow | None:
     """auth/get_credentials.sql: the password hash of a live user, by email (any case) or
     by id."""
-    row = await conn.fetchrow(_GET_CREDENTIALS.sql, email, user_id)
+    row = await conn.fetchrow(_GET_CREDENTIALS, email, user_id)
     return None if row is None else msgspec.convert(tuple(row), GetCredentialsRow)
 
 
@@ -92,7 +93,7 @@ async def insert_refresh_token(
     sign-in, storing a re-made password hash when the hashing parameters changed."""
     return msgspec.convert(
         await conn.fetchval(
-            _INSERT_REFRESH_TOKEN.sql,
+            _INSERT_REFRESH_TOKEN,
             user_id,
             password_hash,
             verified_hash,
@@ -115,7 +116,7 @@ async def insert_revocation(
     """auth/insert_revocation.sql: log out one login. The login (its refresh tokens) is
     revoked and the access token presented is recorded as revoked until it expires
     (every worker polls this)."""
-    await conn.execute(_INSERT_REVOCATION.sql, family_id, user_id, jti, expires_at)
+    await conn.execute(_INSERT_REVOCATION, family_id, user_id, jti, expires_at)
 
 
 class ListAuthEventsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -133,7 +134,7 @@ async def list_auth_events(conn: Executor, *, since_xid: int) -> list[ListAuthEv
     caller cache (service/auth/callers.py)."""
     return [
         msgspec.convert(tuple(row), ListAuthEventsRow)
-        for row in await conn.fetch(_LIST_AUTH_EVENTS.sql, since_xid)
+        for row in await conn.fetch(_LIST_AUTH_EVENTS, since_xid)
     ]
 
 
@@ -142,7 +143,7 @@ async def update_refresh_family(conn: Executor, *, token_hash: bytes) -> uuid.UU
     presented again after it had been used (a stolen token, or its owner, replaying it):
     every token descended from that sign-in stops working."""
     return msgspec.convert(
-        await conn.fetchval(_UPDATE_REFRESH_FAMILY.sql, token_hash), uuid.UUID | None
+        await conn.fetchval(_UPDATE_REFRESH_FAMILY, token_hash), uuid.UUID | None
     )
 
 
@@ -160,5 +161,5 @@ async def update_refresh_token(
     """auth/update_refresh_token.sql: rotate a refresh token. The presented token is
     retired and a new one of the same login (family) issued, if the token is unused and
     unexpired, its login not revoked and its user live."""
-    row = await conn.fetchrow(_UPDATE_REFRESH_TOKEN.sql, token_hash, new_token_hash, ttl_seconds)
+    row = await conn.fetchrow(_UPDATE_REFRESH_TOKEN, token_hash, new_token_hash, ttl_seconds)
     return None if row is None else msgspec.convert(tuple(row), UpdateRefreshTokenRow)

@@ -2,13 +2,14 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: typed functions for the statements in sql/health/."""
+"""Layer 2: typed functions for the statements in sql/health/ (row types: see
+the package docstring)."""
 
 from __future__ import annotations
 
 import msgspec
 
-from service.db import Executor
+from service.db.statements import Executor
 from service.sql import query
 
 _LIST_APPLIED_MIGRATIONS = query(
@@ -28,5 +29,5 @@ async def list_applied_migrations(conn: Executor) -> list[ListAppliedMigrationsR
     applied."""
     return [
         msgspec.convert(tuple(row), ListAppliedMigrationsRow)
-        for row in await conn.fetch(_LIST_APPLIED_MIGRATIONS.sql)
+        for row in await conn.fetch(_LIST_APPLIED_MIGRATIONS)
     ]

@@ -2,13 +2,14 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: typed functions for the statements in sql/idempotency/."""
+"""Layer 2: typed functions for the statements in sql/idempotency/ (row types: see
+the package docstring)."""
 
 from __future__ import annotations
 
 import msgspec
 
-from service.db import Executor
+from service.db.statements import Executor
 from service.sql import query
 
 _GET_IDEMPOTENCY_KEY = query(
@@ -39,7 +40,7 @@ async def get_idempotency_key(
 ) -> GetIdempotencyKeyRow | None:
     """idempotency/get_idempotency_key.sql: the stored outcome of an earlier request with
     this key."""
-    row = await conn.fetchrow(_GET_IDEMPOTENCY_KEY.sql, route, key)
+    row = await conn.fetchrow(_GET_IDEMPOTENCY_KEY, route, key)
     return None if row is None else msgspec.convert(tuple(row), GetIdempotencyKeyRow)
 
 
@@ -49,7 +50,7 @@ async def insert_idempotency_key(
     """idempotency/insert_idempotency_key.sql: claim a (route, key) for this request,
     inside its transaction."""
     return msgspec.convert(
-        await conn.fetchval(_INSERT_IDEMPOTENCY_KEY.sql, route, key, request_hash), str | None
+        await conn.fetchval(_INSERT_IDEMPOTENCY_KEY, route, key, request_hash), str | None
     )
 
 
@@ -58,4 +59,4 @@ async def update_idempotency_key(
 ) -> None:
     """idempotency/update_idempotency_key.sql: store the response of the request that
     claimed the key."""
-    await conn.execute(_UPDATE_IDEMPOTENCY_KEY.sql, status, body, location, route, key)
+    await conn.execute(_UPDATE_IDEMPOTENCY_KEY, status, body, location, route, key)

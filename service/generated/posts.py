@@ -2,7 +2,8 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: typed functions for the statements in sql/posts/."""
+"""Layer 2: typed functions for the statements in sql/posts/ (row types: see
+the package docstring)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 
 import msgspec
 
-from service.db import Executor
+from service.db.statements import Executor
 from service.sql import query
 
 _DELETE_POST = query(
@@ -50,12 +51,12 @@ async def delete_post(
 ) -> DeletePostRow | None:
     """posts/delete_post.sql: soft-delete a live post (of a live author) when the caller is
     its author or an admin."""
-    row = await conn.fetchrow(_DELETE_POST.sql, caller_id, is_admin, post_id)
+    row = await conn.fetchrow(_DELETE_POST, caller_id, is_admin, post_id)
     return None if row is None else msgspec.convert(tuple(row), DeletePostRow)
 
 
-class GetPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of posts/get_post."""
+class PostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of posts/get_post, insert_post and list_posts."""
 
     id: uuid.UUID
     author_id: uuid.UUID
@@ -69,46 +70,20 @@ class GetPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 async def get_post(
     conn: Executor, *, post_id: uuid.UUID, caller_id: uuid.UUID | None, is_admin: bool
-) -> GetPostRow | None:
+) -> PostRow | None:
     """posts/get_post.sql: one live post of a live author, with the author; a draft only
     for its author and admins."""
-    row = await conn.fetchrow(_GET_POST.sql, post_id, caller_id, is_admin)
-    return None if row is None else msgspec.convert(tuple(row), GetPostRow)
-
-
-class InsertPostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of posts/insert_post."""
-
-    id: uuid.UUID
-    author_id: uuid.UUID
-    title: str
-    content: str
-    published: bool
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    author: object
+    row = await conn.fetchrow(_GET_POST, post_id, caller_id, is_admin)
+    return None if row is None else msgspec.convert(tuple(row), PostRow)
 
 
 async def insert_post(
     conn: Executor, *, author_id: uuid.UUID, title: str, content: str, published: bool
-) -> InsertPostRow | None:
+) -> PostRow | None:
     """posts/insert_post.sql: create a post for a live author, returning it with its
     author."""
-    row = await conn.fetchrow(_INSERT_POST.sql, author_id, title, content, published)
-    return None if row is None else msgspec.convert(tuple(row), InsertPostRow)
-
-
-class ListPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of posts/list_posts."""
-
-    id: uuid.UUID
-    author_id: uuid.UUID
-    title: str
-    content: str
-    published: bool
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    author: object
+    row = await conn.fetchrow(_INSERT_POST, author_id, title, content, published)
+    return None if row is None else msgspec.convert(tuple(row), PostRow)
 
 
 async def list_posts(
@@ -118,12 +93,12 @@ async def list_posts(
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
-) -> list[ListPostsRow]:
+) -> list[PostRow]:
     """posts/list_posts.sql: a page of live, published posts by live authors, newest first
     (keyset on created_at, id). Drafts are never listed here, whoever asks."""
     return [
-        msgspec.convert(tuple(row), ListPostsRow)
-        for row in await conn.fetch(_LIST_POSTS.sql, published, before_created_at, before_id, limit)
+        msgspec.convert(tuple(row), PostRow)
+        for row in await conn.fetch(_LIST_POSTS, published, before_created_at, before_id, limit)
     ]
 
 
@@ -156,7 +131,7 @@ async def list_user_posts(
     return [
         msgspec.convert(tuple(row), ListUserPostsRow)
         for row in await conn.fetch(
-            _LIST_USER_POSTS.sql,
+            _LIST_USER_POSTS,
             published,
             caller_id,
             is_admin,
@@ -169,7 +144,7 @@ async def list_user_posts(
 
 
 class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of posts/restore_post."""
+    """A row of posts/restore_post and update_post."""
 
     allowed: bool
     visible: bool
@@ -188,23 +163,8 @@ async def restore_post(
 ) -> RestorePostRow | None:
     """posts/restore_post.sql: bring back a soft-deleted post of a live author when the
     caller is its author or an admin (a live post is returned unchanged)."""
-    row = await conn.fetchrow(_RESTORE_POST.sql, caller_id, is_admin, post_id)
+    row = await conn.fetchrow(_RESTORE_POST, caller_id, is_admin, post_id)
     return None if row is None else msgspec.convert(tuple(row), RestorePostRow)
-
-
-class UpdatePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of posts/update_post."""
-
-    allowed: bool
-    visible: bool
-    id: uuid.UUID | None
-    author_id: uuid.UUID | None
-    title: str | None
-    content: str | None
-    published: bool | None
-    created_at: datetime.datetime | None
-    updated_at: datetime.datetime | None
-    author: object | None
 
 
 async def update_post(
@@ -216,10 +176,8 @@ async def update_post(
     title: str | None,
     content: str | None,
     published: bool | None,
-) -> UpdatePostRow | None:
+) -> RestorePostRow | None:
     """posts/update_post.sql: change a live post (of a live author) when the caller is its
     author or an admin; updated_at moves."""
-    row = await conn.fetchrow(
-        _UPDATE_POST.sql, caller_id, is_admin, post_id, title, content, published
-    )
-    return None if row is None else msgspec.convert(tuple(row), UpdatePostRow)
+    row = await conn.fetchrow(_UPDATE_POST, caller_id, is_admin, post_id, title, content, published)
+    return None if row is None else msgspec.convert(tuple(row), RestorePostRow)

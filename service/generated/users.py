@@ -2,7 +2,8 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: typed functions for the statements in sql/users/."""
+"""Layer 2: typed functions for the statements in sql/users/ (row types: see
+the package docstring)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 
 import msgspec
 
-from service.db import Executor
+from service.db.statements import Executor
 from service.sql import query
 
 _DELETE_USER = query(
@@ -49,11 +50,11 @@ _UPDATE_USER_ROLE = query(
 async def delete_user(conn: Executor, *, user_id: uuid.UUID) -> uuid.UUID | None:
     """users/delete_user.sql: soft-delete a live user (their posts vanish from reads with
     them)."""
-    return msgspec.convert(await conn.fetchval(_DELETE_USER.sql, user_id), uuid.UUID | None)
+    return msgspec.convert(await conn.fetchval(_DELETE_USER, user_id), uuid.UUID | None)
 
 
 class GetUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/get_user."""
+    """A row of users/get_user and list_users."""
 
     id: uuid.UUID
     email: str | None
@@ -66,7 +67,7 @@ async def get_user(
     conn: Executor, *, caller_id: uuid.UUID | None, is_admin: bool, user_id: uuid.UUID
 ) -> GetUserRow | None:
     """users/get_user.sql: one live user; its email only for the user itself and admins."""
-    row = await conn.fetchrow(_GET_USER.sql, caller_id, is_admin, user_id)
+    row = await conn.fetchrow(_GET_USER, caller_id, is_admin, user_id)
     return None if row is None else msgspec.convert(tuple(row), GetUserRow)
 
 
@@ -86,12 +87,12 @@ async def get_user_with_posts(
 ) -> GetUserWithPostsRow | None:
     """users/get_user_with_posts.sql: one live user and the 20 newest of its live posts the
     caller may see (drafts only for the author and admins), in one statement."""
-    row = await conn.fetchrow(_GET_USER_WITH_POSTS.sql, caller_id, is_admin, user_id)
+    row = await conn.fetchrow(_GET_USER_WITH_POSTS, caller_id, is_admin, user_id)
     return None if row is None else msgspec.convert(tuple(row), GetUserWithPostsRow)
 
 
-class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/insert_user."""
+class UserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of users/insert_user, list_users_by_email, restore_user and update_user."""
 
     id: uuid.UUID
     email: str
@@ -102,20 +103,10 @@ class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 async def insert_user(
     conn: Executor, *, email: str, name: str, password_hash: str
-) -> InsertUserRow | None:
+) -> UserRow | None:
     """users/insert_user.sql: create a user."""
-    row = await conn.fetchrow(_INSERT_USER.sql, email, name, password_hash)
-    return None if row is None else msgspec.convert(tuple(row), InsertUserRow)
-
-
-class ListUsersRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/list_users."""
-
-    id: uuid.UUID
-    email: str | None
-    name: str
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
+    row = await conn.fetchrow(_INSERT_USER, email, name, password_hash)
+    return None if row is None else msgspec.convert(tuple(row), UserRow)
 
 
 async def list_users(
@@ -126,24 +117,14 @@ async def list_users(
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
-) -> list[ListUsersRow]:
+) -> list[GetUserRow]:
     """users/list_users.sql: a page of live users, newest first (keyset on created_at, id)."""
     return [
-        msgspec.convert(tuple(row), ListUsersRow)
+        msgspec.convert(tuple(row), GetUserRow)
         for row in await conn.fetch(
-            _LIST_USERS.sql, caller_id, is_admin, before_created_at, before_id, limit
+            _LIST_USERS, caller_id, is_admin, before_created_at, before_id, limit
         )
     ]
-
-
-class ListUsersByEmailRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/list_users_by_email."""
-
-    id: uuid.UUID
-    email: str
-    name: str
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
 
 
 async def list_users_by_email(
@@ -153,43 +134,23 @@ async def list_users_by_email(
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
-) -> list[ListUsersByEmailRow]:
+) -> list[UserRow]:
     """users/list_users_by_email.sql: the page of live users whose email equals :email,
     ignoring case (at most one row: live emails are unique case-insensitively). Admins
     only: the route's guard refuses everybody else, so the email is always shown."""
     return [
-        msgspec.convert(tuple(row), ListUsersByEmailRow)
+        msgspec.convert(tuple(row), UserRow)
         for row in await conn.fetch(
-            _LIST_USERS_BY_EMAIL.sql, email, before_created_at, before_id, limit
+            _LIST_USERS_BY_EMAIL, email, before_created_at, before_id, limit
         )
     ]
 
 
-class RestoreUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/restore_user."""
-
-    id: uuid.UUID
-    email: str
-    name: str
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-
-
-async def restore_user(conn: Executor, *, user_id: uuid.UUID) -> RestoreUserRow | None:
+async def restore_user(conn: Executor, *, user_id: uuid.UUID) -> UserRow | None:
     """users/restore_user.sql: bring back a soft-deleted user (a live one is returned
     unchanged)."""
-    row = await conn.fetchrow(_RESTORE_USER.sql, user_id)
-    return None if row is None else msgspec.convert(tuple(row), RestoreUserRow)
-
-
-class UpdateUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/update_user."""
-
-    id: uuid.UUID
-    email: str
-    name: str
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
+    row = await conn.fetchrow(_RESTORE_USER, user_id)
+    return None if row is None else msgspec.convert(tuple(row), UserRow)
 
 
 async def update_user(
@@ -200,11 +161,11 @@ async def update_user(
     keep_family: uuid.UUID | None,
     email: str | None,
     name: str | None,
-) -> UpdateUserRow | None:
+) -> UserRow | None:
     """users/update_user.sql: change a live user's email, name and/or password; updated_at
     moves. A new password revokes every login of the user except the caller's own."""
-    row = await conn.fetchrow(_UPDATE_USER.sql, user_id, password_hash, keep_family, email, name)
-    return None if row is None else msgspec.convert(tuple(row), UpdateUserRow)
+    row = await conn.fetchrow(_UPDATE_USER, user_id, password_hash, keep_family, email, name)
+    return None if row is None else msgspec.convert(tuple(row), UserRow)
 
 
 async def update_user_password(
@@ -213,13 +174,11 @@ async def update_user_password(
     """users/update_user_password.sql: an operator sets a live user's password (`rawpost
     users set-password EMAIL`); every login (refresh token) of the user is revoked."""
     return msgspec.convert(
-        await conn.fetchval(_UPDATE_USER_PASSWORD.sql, email, password_hash), uuid.UUID | None
+        await conn.fetchval(_UPDATE_USER_PASSWORD, email, password_hash), uuid.UUID | None
     )
 
 
 async def update_user_role(conn: Executor, *, role: str, email: str) -> uuid.UUID | None:
     """users/update_user_role.sql: grant or remove the admin role (operators only: `rawpost
     users promote|demote EMAIL`; no HTTP route runs this)."""
-    return msgspec.convert(
-        await conn.fetchval(_UPDATE_USER_ROLE.sql, role, email), uuid.UUID | None
-    )
+    return msgspec.convert(await conn.fetchval(_UPDATE_USER_ROLE, role, email), uuid.UUID | None)

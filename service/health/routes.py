@@ -7,7 +7,6 @@ import hmac
 import logging
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import MediaType, Response, Router, get
 from litestar.connection import ASGIConnection
@@ -15,7 +14,8 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
-from service.db import Database
+from service.db.pool import Database
+from service.db.statements import Timed
 from service.errors import RETRY_AFTER_SECONDS, NotFoundError, UnauthorizedError, problem_responses
 from service.health import repository
 from service.metrics import POOL_CONNECTIONS, POOL_WAITING, metrics_text
@@ -70,9 +70,7 @@ async def check_readiness(db: Database) -> Readiness:
     try:
         async with asyncio.timeout(db.settings.ready_timeout):
             async with db.pool.acquire() as conn:
-                applied = await repository.list_applied_migrations(conn)
-    except asyncpg.UndefinedTableError:
-        applied = set()
+                pending = await repository.list_pending_migrations(Timed(conn), db.migrations)
     except Exception as exc:
         figures = pool_figures(db)
         # Every connection busy past the deadline is overload, not an outage.
@@ -89,7 +87,6 @@ async def check_readiness(db: Database) -> Readiness:
             pending_migrations=[],
             pool=figures,
         )
-    pending = [m for m in db.migrations if m not in applied]
     return Readiness(
         status="ready" if not pending else "migrations pending",
         database="ok",

@@ -16,7 +16,8 @@ import msgspec
 from litestar import Response
 from litestar.params import HeaderParameter
 
-from service.db import Executor, Session
+from service.db.session import Session
+from service.db.statements import Executor
 from service.errors import ConflictError, UnprocessableError
 from service.generated import idempotency as q
 

@@ -145,9 +145,7 @@ def wait_for_database(database_url: str, timeout: float, echo: Echo) -> None:
 
 
 def _print_sql(echo: Echo, migration: Any, *, rollback: bool = False) -> None:
-    path = Path(migration.path)
-    if rollback:
-        path = path.with_name(path.name.removesuffix(".sql") + ".rollback.sql")
+    path = bookkeeping.rollback_path(migration) if rollback else Path(migration.path)
     echo(f"-- {path.name}")
     echo(path.read_text().rstrip() if path.exists() else "-- (no rollback file)")
     echo("")

@@ -14,7 +14,7 @@ from uuid import UUID
 import msgspec
 
 from service.auth.schemas import Caller, viewer
-from service.db import Executor
+from service.db.statements import Executor
 from service.errors import ForbiddenError, NotFoundError, UnprocessableError
 from service.generated import posts as q
 from service.pagination import Cursor, keyset_args

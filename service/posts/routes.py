@@ -9,7 +9,8 @@ from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
 from service.auth.security import PUBLIC, SIGNED_IN, CallerRequest, SignedInRequest, signed_in
-from service.db import ConnectionDep, Executor
+from service.db.session import ConnectionDep
+from service.db.statements import Executor
 from service.errors import problem_responses
 from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page

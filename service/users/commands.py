@@ -1,7 +1,9 @@
 """Operator commands: `rawpost users set-password|promote|demote EMAIL`, `rawpost token`.
 
 No HTTP route grants a role or sets a password without the current one: these run with
-the database's own credentials, on the operator's terminal.
+the database's own credentials, on the operator's terminal. The service's modules are
+imported when a command runs, not when `rawpost` starts: `rawpost serve` must not load
+prometheus_client before it has set the workers' shared metrics folder.
 """
 
 from __future__ import annotations
@@ -10,29 +12,29 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 import click
 import msgspec
 
-from service.auth.passwords import HASHER
-from service.auth.schemas import ADMIN, Password
-from service.auth.tokens import Keys, mint_access_token
 from service.clitools import command_target
 from service.config import Settings
-from service.users import repository
+
+if TYPE_CHECKING:
+    from service.db.statements import Executor
 
 T = TypeVar("T")
+ADMIN = "admin"  # service.auth.schemas.ADMIN, without importing the app's modules
 
 
-def _run(
-    database_url: str, work: Callable[[asyncpg.Connection[asyncpg.Record]], Awaitable[T]]
-) -> T:
+def _run(database_url: str, work: Callable[[Executor], Awaitable[T]]) -> T:
+    from service.db.statements import Timed
+
     async def main() -> T:
         conn = await asyncpg.connect(database_url)
         try:
-            return await work(conn)
+            return await work(Timed(conn))
         finally:
             await conn.close()
 
@@ -42,6 +44,8 @@ def _run(
 def read_password() -> str:
     """From a hidden prompt (typed twice) on a terminal, else the first line of stdin;
     never from the command line, where `ps` and shell history would show it."""
+    from service.auth.schemas import Password
+
     if sys.stdin.isatty():
         text: str = click.prompt("new password", hide_input=True, confirmation_prompt=True)
     else:
@@ -53,16 +57,21 @@ def read_password() -> str:
 
 
 def set_password(database_url: str, email: str, password: str) -> uuid.UUID:
+    from service.auth.passwords import HASHER
+    from service.users import repository
+
     password_hash = HASHER.hash(password)
 
-    async def work(conn: asyncpg.Connection[asyncpg.Record]) -> uuid.UUID | None:
+    async def work(conn: Executor) -> uuid.UUID | None:
         return await repository.update_user_password(conn, email=email, password_hash=password_hash)
 
     return _found(_run(database_url, work), email)
 
 
 def set_role(database_url: str, email: str, role: str) -> uuid.UUID:
-    async def work(conn: asyncpg.Connection[asyncpg.Record]) -> uuid.UUID | None:
+    from service.users import repository
+
+    async def work(conn: Executor) -> uuid.UUID | None:
         return await repository.update_user_role(conn, email=email, role=role)
 
     return _found(_run(database_url, work), email)
@@ -76,6 +85,8 @@ def _found(user_id: uuid.UUID | None, email: str) -> uuid.UUID:
 
 def mint_tokens(settings: Settings, user_ids: list[uuid.UUID], ttl: int) -> list[str]:
     """Access tokens for these ids, signed with the configured secret (no password)."""
+    from service.auth.tokens import Keys, mint_access_token
+
     assert settings.jwt_secret is not None
     keys = Keys(current=settings.jwt_secret)
     return [mint_access_token(keys, user_id=user_id, ttl=ttl) for user_id in user_ids]

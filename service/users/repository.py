@@ -11,7 +11,7 @@ from service.auth.callers import Callers
 from service.auth.passwords import Passwords
 from service.auth.schemas import Caller, viewer
 from service.auth.security import require_admin
-from service.db import Executor
+from service.db.statements import Executor
 from service.errors import (
     BadRequestError,
     ConflictError,

@@ -19,7 +19,8 @@ from service.auth.security import (
     signed_in,
 )
 from service.auth.tokens import session_of
-from service.db import ConnectionDep, Executor
+from service.db.session import ConnectionDep
+from service.db.statements import Executor
 from service.errors import problem_responses
 from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page

@@ -16,7 +16,13 @@ import psycopg
 
 from rawpost_devtools import CHECKOUT
 from rawpost_devtools.contracts.introspect import ContractError, describe_all
-from rawpost_devtools.contracts.render import HEADER, render_queries, render_rows
+from rawpost_devtools.contracts.render import (
+    HEADER,
+    NAMING_RULE,
+    render_queries,
+    render_rows,
+    row_types,
+)
 from rawpost_devtools.scratch import scratch_database
 from service.resources import MIGRATIONS_DIR, SQL_DIR
 from service.sql import Query, load_queries
@@ -45,13 +51,20 @@ def build(
         by_domain.setdefault(q.name.split("/", 1)[0], []).append(q)
     files = {
         "__init__.py": HEADER.format(source="migrations/ and sql/")
-        + '"""Layer 2 of the contracts: generated from the database; see service/contracts."""\n',
-        "rows.py": render_rows(catalog.application_tables()),
+        + '"""Layer 2 of the contracts, generated from the database (docs/contracts.md).\n\n'
+        + NAMING_RULE
+        + '\n"""\n',
     }
+    tables = catalog.application_tables()
+    rows = row_types(contracts, tables)
+    # rows.py holds only the tables some statement returns whole: a Struct nothing
+    # returns would be imported by nothing.
+    if whole := [t for t in tables if any(r.table == t.name for r in rows.values())]:
+        files["rows.py"] = render_rows(whole)
     for domain, members in sorted(by_domain.items()):
         names = {q.name for q in members}
         chosen = [c for c in contracts if c.query.name in names]
-        files[f"{domain}.py"] = render_queries(domain, chosen, registry_module)
+        files[f"{domain}.py"] = render_queries(domain, chosen, rows, registry_module)
     return {name: _format(source) for name, source in files.items()}
 
 

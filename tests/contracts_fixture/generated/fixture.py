@@ -2,7 +2,8 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: typed functions for the statements in sql/fixture/."""
+"""Layer 2: typed functions for the statements in sql/fixture/ (row types: see
+the package docstring)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from typing import Literal
 
 import msgspec
 
-from service.db import Executor
+from service.db.statements import Executor
 from tests.contracts_fixture.registry import query
 
+from .rows import EverythingRow
+
+_GET_CHILD = query(
+    "fixture/get_child", "e3d1b19d56599a327c935a0b686105be96846fe2ffb9f3853efce95055a4f9ac"
+)
 _GET_CHILD_STATS = query(
     "fixture/get_child_stats", "4e0afa363846d8c82499a2a5606e573fb1919809db741da685bc9e7dbfde57e6"
 )
@@ -41,6 +47,10 @@ _LIST_CHILDREN_WITH_PARENTS = query(
     "fixture/list_children_with_parents",
     "e7ec37e1ef4dfe0b7129b90733ddd5aa09fa023786495b48ba0a39afaa14942f",
 )
+_LIST_PARENT_CHILDREN = query(
+    "fixture/list_parent_children",
+    "a154079008421a22cb9b5a0bcd213c805e5e7a8cc451d5a86d26bfe6abd910d6",
+)
 _LIST_PARENTS_WITH_CHILDREN = query(
     "fixture/list_parents_with_children",
     "a67d6afedf9efa821617d68757076ad9d10d9a02ef6ddbe6163ebba54778e410",
@@ -48,6 +58,21 @@ _LIST_PARENTS_WITH_CHILDREN = query(
 _UPDATE_CHILDREN = query(
     "fixture/update_children", "ce34ab103a7b2e775a89f9363d73852fd7dc07e3e0fe13e46485eebeb3d3a860"
 )
+
+
+class ChildRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of fixture/get_child and list_all_children."""
+
+    id: int
+    name: str
+    deleted_at: datetime.datetime | None
+
+
+async def get_child(conn: Executor, *, id: int) -> ChildRow | None:
+    """fixture/get_child.sql: one child by id, deleted ones too; the same columns as
+    list_all_children, so the two share one row type."""
+    row = await conn.fetchrow(_GET_CHILD, id)
+    return None if row is None else msgspec.convert(tuple(row), ChildRow)
 
 
 class GetChildStatsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -63,82 +88,24 @@ class GetChildStatsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=Tru
 async def get_child_stats(conn: Executor, *, label: str) -> GetChildStatsRow | None:
     """fixture/get_child_stats.sql: aggregates and expressions; count is declared NOT NULL
     by the header."""
-    row = await conn.fetchrow(_GET_CHILD_STATS.sql, label)
+    row = await conn.fetchrow(_GET_CHILD_STATS, label)
     return None if row is None else msgspec.convert(tuple(row), GetChildStatsRow)
 
 
-class GetEverythingRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of fixture/get_everything."""
-
-    id: uuid.UUID
-    small: int
-    whole: int
-    big: int
-    real_number: float
-    double_number: float
-    money: decimal.Decimal
-    label: str
-    code: str
-    letter: str
-    nickname: str
-    flag: bool
-    happened_at: datetime.datetime
-    local_time: datetime.datetime
-    day: datetime.date
-    clock: datetime.time
-    span: datetime.timedelta
-    blob: bytes
-    doc: object
-    raw_doc: object
-    tags: list[str]
-    scores: list[int]
-    feeling: Literal["sad", "ok", "happy"]
-    note: str | None
-
-
-async def get_everything(conn: Executor, *, id: uuid.UUID) -> GetEverythingRow | None:
+async def get_everything(conn: Executor, *, id: uuid.UUID) -> EverythingRow | None:
     """fixture/get_everything.sql: one row by id."""
-    row = await conn.fetchrow(_GET_EVERYTHING.sql, id)
-    return None if row is None else msgspec.convert(tuple(row), GetEverythingRow)
+    row = await conn.fetchrow(_GET_EVERYTHING, id)
+    return None if row is None else msgspec.convert(tuple(row), EverythingRow)
 
 
 async def get_parent_name(conn: Executor, *, parent_id: int) -> str | None:
     """fixture/get_parent_name.sql: a scalar."""
-    return msgspec.convert(await conn.fetchval(_GET_PARENT_NAME.sql, parent_id), str | None)
+    return msgspec.convert(await conn.fetchval(_GET_PARENT_NAME, parent_id), str | None)
 
 
 async def insert_child(conn: Executor, *, id: int, parent_id: int | None, name: str) -> None:
     """fixture/insert_child.sql: a child under an optional parent."""
-    await conn.execute(_INSERT_CHILD.sql, id, parent_id, name)
-
-
-class InsertEverythingRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of fixture/insert_everything."""
-
-    id: uuid.UUID
-    small: int
-    whole: int
-    big: int
-    real_number: float
-    double_number: float
-    money: decimal.Decimal
-    label: str
-    code: str
-    letter: str
-    nickname: str
-    flag: bool
-    happened_at: datetime.datetime
-    local_time: datetime.datetime
-    day: datetime.date
-    clock: datetime.time
-    span: datetime.timedelta
-    blob: bytes
-    doc: object
-    raw_doc: object
-    tags: list[str]
-    scores: list[int]
-    feeling: Literal["sad", "ok", "happy"]
-    note: str | None
+    await conn.execute(_INSERT_CHILD, id, parent_id, name)
 
 
 async def insert_everything(
@@ -167,10 +134,10 @@ async def insert_everything(
     scores: list[int],
     feeling: Literal["sad", "ok", "happy"],
     note: str | None,
-) -> InsertEverythingRow | None:
+) -> EverythingRow | None:
     """fixture/insert_everything.sql: store one row of every type, returning it."""
     row = await conn.fetchrow(
-        _INSERT_EVERYTHING.sql,
+        _INSERT_EVERYTHING,
         small,
         whole,
         big,
@@ -195,28 +162,17 @@ async def insert_everything(
         feeling,
         note,
     )
-    return None if row is None else msgspec.convert(tuple(row), InsertEverythingRow)
+    return None if row is None else msgspec.convert(tuple(row), EverythingRow)
 
 
 async def insert_parent(conn: Executor, *, id: int, name: str) -> None:
     """fixture/insert_parent.sql: nothing returned."""
-    await conn.execute(_INSERT_PARENT.sql, id, name)
+    await conn.execute(_INSERT_PARENT, id, name)
 
 
-class ListAllChildrenRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of fixture/list_all_children."""
-
-    id: int
-    name: str
-    deleted_at: datetime.datetime | None
-
-
-async def list_all_children(conn: Executor) -> list[ListAllChildrenRow]:
+async def list_all_children(conn: Executor) -> list[ChildRow]:
     """fixture/list_all_children.sql: every child, deleted ones too, on purpose."""
-    return [
-        msgspec.convert(tuple(row), ListAllChildrenRow)
-        for row in await conn.fetch(_LIST_ALL_CHILDREN.sql)
-    ]
+    return [msgspec.convert(tuple(row), ChildRow) for row in await conn.fetch(_LIST_ALL_CHILDREN)]
 
 
 class ListChildrenWithParentsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -234,7 +190,25 @@ async def list_children_with_parents(conn: Executor) -> list[ListChildrenWithPar
     LEFT JOIN to inner."""
     return [
         msgspec.convert(tuple(row), ListChildrenWithParentsRow)
-        for row in await conn.fetch(_LIST_CHILDREN_WITH_PARENTS.sql)
+        for row in await conn.fetch(_LIST_CHILDREN_WITH_PARENTS)
+    ]
+
+
+class ListParentChildrenRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of fixture/list_parent_children."""
+
+    id: int | None
+    name: str | None
+    deleted_at: datetime.datetime | None
+
+
+async def list_parent_children(conn: Executor, *, parent_id: int) -> list[ListParentChildrenRow]:
+    """fixture/list_parent_children.sql: a parent's live children, or one row of NULLs for
+    a parent without any; the names and types of get_child, but the outer join makes
+    every column optional, so it has a row type of its own."""
+    return [
+        msgspec.convert(tuple(row), ListParentChildrenRow)
+        for row in await conn.fetch(_LIST_PARENT_CHILDREN, parent_id)
     ]
 
 
@@ -252,12 +226,12 @@ async def list_parents_with_children(conn: Executor) -> list[ListParentsWithChil
     (outer join)."""
     return [
         msgspec.convert(tuple(row), ListParentsWithChildrenRow)
-        for row in await conn.fetch(_LIST_PARENTS_WITH_CHILDREN.sql)
+        for row in await conn.fetch(_LIST_PARENTS_WITH_CHILDREN)
     ]
 
 
 async def update_children(conn: Executor, *, name: str, parent_id: int) -> int:
     """fixture/update_children.sql: rename every live child of a parent; returns how many
     rows changed."""
-    status = await conn.execute(_UPDATE_CHILDREN.sql, name, parent_id)
+    status = await conn.execute(_UPDATE_CHILDREN, name, parent_id)
     return int(status.rpartition(" ")[2])

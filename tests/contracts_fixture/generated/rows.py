@@ -2,7 +2,8 @@
 # Do not edit: change the migrations or SQL files and regenerate;
 # `rawpost contracts check` fails CI when this file is stale.
 
-"""Layer 2: one Struct per table row, exactly as PostgreSQL stores it."""
+"""Layer 2: the row Structs of the tables some statement returns whole (every column, in
+order, as PostgreSQL stores it)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,7 @@ from typing import Literal
 import msgspec
 
 
-class ChildrenRow(msgspec.Struct, frozen=True, kw_only=True):
-    """A row of `children`."""
-
-    id: int
-    parent_id: int | None
-    name: str
-    deleted_at: datetime.datetime | None
-
-
-class EverythingRow(msgspec.Struct, frozen=True, kw_only=True):
+class EverythingRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of `everything`."""
 
     id: uuid.UUID
@@ -50,10 +42,3 @@ class EverythingRow(msgspec.Struct, frozen=True, kw_only=True):
     scores: list[int]
     feeling: Literal["sad", "ok", "happy"]
     note: str | None
-
-
-class ParentsRow(msgspec.Struct, frozen=True, kw_only=True):
-    """A row of `parents`."""
-
-    id: int
-    name: str

@@ -1,0 +1,187 @@
+"""The results: rounds, their medians, the tables printed, and the JSON report's context."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+
+import msgspec
+
+from rawpost_devtools import CHECKOUT
+from rawpost_devtools.bench.pgbench import PgbenchResult
+from rawpost_devtools.bench.wrk import HttpResult
+
+
+class Config(msgspec.Struct, frozen=True):
+    url: str
+    benchmarks: list[str]
+    runs: int
+    duration_s: int
+    warmup_s: int
+    connections: int
+    threads: int
+    pgbench_clients: int
+    pgbench_jobs: int
+    # Sign-ins a second run beside a second user_by_id load (0: not measured).
+    sign_ins: int = 0
+
+
+# The name under which user_by_id measured with sign-ins beside it is reported.
+WITH_SIGN_INS = "user_by_id+sign-ins"
+
+
+class Round(msgspec.Struct, frozen=True):
+    pk: PgbenchResult
+    http: dict[str, HttpResult]
+    statement: dict[str, PgbenchResult]
+
+
+class Summary(msgspec.Struct, frozen=True):
+    """Medians over the rounds; each ratio is taken within a round, then the median."""
+
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # the sum over rounds
+    statement_tps: float
+    pk_tps: float
+    ratio_statement: float
+    ratio_pk: float
+
+
+class Report(msgspec.Struct, frozen=True):
+    started_at: str
+    commit: str | None
+    dirty: bool | None
+    machine: dict[str, str]
+    config: Config
+    rounds: list[Round]
+    summary: list[Summary]
+    version: int = 1
+
+
+def summarize(rounds: Sequence[Round], names: Sequence[str]) -> list[Summary]:
+    out = []
+    for name in names:
+        http = [r.http[name] for r in rounds]
+        stmt = [r.statement[name] for r in rounds]
+        out.append(
+            Summary(
+                name=name,
+                rps=statistics.median(h.rps for h in http),
+                p50_ms=statistics.median(h.p50_ms for h in http),
+                p99_ms=statistics.median(h.p99_ms for h in http),
+                errors=sum(h.errors for h in http),
+                statement_tps=statistics.median(s.tps for s in stmt),
+                pk_tps=statistics.median(r.pk.tps for r in rounds),
+                ratio_statement=statistics.median(
+                    r.http[name].rps / r.statement[name].tps for r in rounds
+                ),
+                ratio_pk=statistics.median(r.http[name].rps / r.pk.tps for r in rounds),
+            )
+        )
+    return out
+
+
+def format_table(summary: Sequence[Summary], runs: int) -> str:
+    head = ("benchmark", "req/s", "p50 ms", "p99 ms", "errors", "stmt tps", "/ stmt", "/ PK")
+    rows = [
+        (
+            s.name,
+            f"{s.rps:,.0f}",
+            f"{s.p50_ms:.1f}",
+            f"{s.p99_ms:.1f}",
+            str(s.errors),
+            f"{s.statement_tps:,.0f}",
+            f"{s.ratio_statement:.3f}",
+            f"{s.ratio_pk:.3f}",
+        )
+        for s in summary
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in [head, *rows]
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    pk = f"{summary[0].pk_tps:,.0f}" if summary else "-"
+    kind = f"medians of {runs} interleaved runs" if runs > 1 else "one run"
+    lines.append(f"PK ceiling (pgbench, plain primary-key lookup): {pk} tps; {kind}")
+    return "\n".join(lines)
+
+
+def format_comparison(a: Report, b: Report, a_name: str, b_name: str) -> str:
+    before = {s.name: s for s in a.summary}
+
+    def version(r: Report) -> str:
+        return f"{r.commit or '?'}{'+dirty' if r.dirty else ''}, {r.started_at}"
+
+    lines = [f"A = {a_name} ({version(a)})", f"B = {b_name} ({version(b)})"]
+    head = ("benchmark", "req/s A", "req/s B", "change", "/ PK A", "/ PK B", "p99 A", "p99 B")
+    rows = []
+    for s in b.summary:
+        if (o := before.get(s.name)) is None:
+            continue
+        change = (s.rps / o.rps - 1) * 100 if o.rps else float("nan")
+        rows.append(
+            (
+                s.name,
+                f"{o.rps:,.0f}",
+                f"{s.rps:,.0f}",
+                f"{change:+.1f}%",
+                f"{o.ratio_pk:.3f}",
+                f"{s.ratio_pk:.3f}",
+                f"{o.p99_ms:.1f}",
+                f"{s.p99_ms:.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+    lines.append("(/ PK: req/s over the primary-key pgbench ceiling of the same run)")
+    return "\n".join(lines)
+
+
+def git_version() -> tuple[str | None, bool | None]:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head, bool(status.strip())
+
+
+def machine_info() -> dict[str, str]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "loadavg_at_start": " ".join(f"{x:.2f}" for x in load),
+    }
