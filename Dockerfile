@@ -1,7 +1,7 @@
 # rawpost image: `rawpost serve` (the default) or `rawpost migrate apply`.
-# Meant to run against DATABASE_URL; see docker-compose.yml and docs/operations.md.
+# Meant to run against DATABASE_URL; see docker-compose.yml and docs/deploy.md.
 
-# --- builder: resolve the locked dependencies into /app/.venv -----------------------
+# --- builder: the locked dependencies and the rawpost wheel, installed into /app/.venv ---
 FROM python:3.11-slim AS builder
 
 RUN pip install --no-cache-dir uv
@@ -10,21 +10,25 @@ ENV UV_LINK_MODE=copy \
     UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never
 
-WORKDIR /app
+WORKDIR /src
 
-# Dependencies first, in their own layer: it is rebuilt only when the lock changes.
-COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+# Dependencies first, in their own layer: rebuilt only when the lock changes. Production
+# dependencies only: no dev group (and so no devtools, no embedded PostgreSQL).
+COPY pyproject.toml uv.lock README.md ./
+COPY devtools/pyproject.toml ./devtools/
+RUN uv export --frozen --no-dev --no-emit-project --no-emit-workspace -o requirements.txt \
+    && uv venv /app/.venv \
+    && uv pip install --python /app/.venv/bin/python -r requirements.txt
 
-# Then the project itself. uv installs it editable, pointing at /app: service/config.py
-# finds sql/ and migrations/ next to the package, so the source must stay at /app.
-COPY README.md ./
+# Then the wheel: the service package with sql/ and migrations/ inside it (service/_data),
+# so the image holds no source tree.
 COPY service ./service
 COPY sql ./sql
 COPY migrations ./migrations
-RUN uv sync --frozen --no-dev
+RUN uv build --wheel -o /dist \
+    && uv pip install --python /app/.venv/bin/python --no-deps /dist/*.whl
 
-# --- runtime: the venv and the source, no uv, no build tools ------------------------
+# --- runtime: the venv only, no uv, no build tools, no source --------------------------
 FROM python:3.11-slim AS runtime
 
 RUN groupadd --system rawpost \
@@ -33,12 +37,8 @@ RUN groupadd --system rawpost \
 WORKDIR /app
 
 COPY --from=builder /app/.venv /app/.venv
-COPY --from=builder /app/pyproject.toml /app/README.md ./
-COPY --from=builder /app/service ./service
-COPY --from=builder /app/sql ./sql
-COPY --from=builder /app/migrations ./migrations
 
-# Only used when DATABASE_URL is unset (the embedded PostgreSQL's data folder).
+# Rehearsal records (`rawpost migrate apply` reads them) and the like: .rawpost/.
 RUN mkdir -p /app/.rawpost && chown rawpost:rawpost /app/.rawpost
 
 ENV PATH="/app/.venv/bin:$PATH" \
