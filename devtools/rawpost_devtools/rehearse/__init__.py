@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 import psycopg
-from psycopg import sql
 
+from rawpost_devtools.rehearse.copy import copy_rows, copy_schema, describe, list_tables
+from rawpost_devtools.rehearse.locks import LockSeen, Sampler, locks_seen, probe_locks
 from service import embedded
 from service.migrate import REHEARSAL_LOCK_KEY, Echo, advisory_lock, backend_for, libpq_url, load
 from service.migrate import bookkeeping as bk
 from service.resources import SQL_DIR
-
-
-class LockSeen(msgspec.Struct, frozen=True):
-    relation: str
-    kind: str  # "table", "index", ...
-    mode: str
-    existed_before: bool
 
 
 class Step(msgspec.Struct):
@@ -39,136 +32,6 @@ class Step(msgspec.Struct):
     locks: list[LockSeen]
     exact: bool  # False: sampled while a non-transactional migration ran
     error: str | None = None
-
-
-_LOCKS_SQL = """
-SELECT c.relname, c.relkind::text, l.mode
-FROM pg_locks AS l
-JOIN pg_class AS c ON c.oid = l.relation
-WHERE l.locktype = 'relation' AND c.relnamespace = 'public'::regnamespace AND {who}
-"""
-_KINDS = {"r": "table", "p": "table", "i": "index", "S": "sequence", "v": "view"}
-
-
-def _tables(conn: psycopg.Connection[Any]) -> set[str]:
-    rows = conn.execute(
-        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-        " AND relkind IN ('r', 'p')"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def _describe(url: str) -> str:
-    """Host (or socket folder) and database name: never user, password or options."""
-    parts = urlsplit(url)
-    socket_dir = parse_qs(parts.query).get("host", [""])[0]
-    return f"{parts.hostname or socket_dir or 'local socket'}/{parts.path.lstrip('/')}"
-
-
-def _copy_schema(source: str, target: str) -> None:
-    dump = subprocess.run(
-        [
-            str(embedded.binary("pg_dump")),
-            "--schema-only",
-            "--no-owner",
-            "--no-privileges",
-            "--dbname",
-            source,
-        ],
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(
-        [str(embedded.binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", target],
-        input=dump.stdout,
-        capture_output=True,
-        check=True,
-    )
-
-
-def _copy_rows(
-    source: psycopg.Connection[Any],
-    target: psycopg.Connection[Any],
-    tables: list[str],
-    sample: int | None,
-    echo: Echo,
-) -> None:
-    for table in tables:
-        internal = table in bk.INTERNAL_TABLES
-        if not internal:
-            # Application rows may be a sample: copy them without FK triggers (needs the
-            # right to set session_replication_role); bookkeeping rows go in as they are.
-            target.execute("SET session_replication_role = replica")
-        limit = f" LIMIT {int(sample)}" if sample is not None and not internal else ""
-        copied = 0
-        name = sql.Identifier(table)
-        with (
-            source.cursor().copy(
-                sql.SQL("COPY (SELECT * FROM {}{}) TO STDOUT (FORMAT binary)").format(
-                    name, sql.SQL(limit)
-                )
-            ) as out,
-            target.cursor().copy(
-                sql.SQL("COPY {} FROM STDIN (FORMAT binary)").format(name)
-            ) as into,
-        ):
-            for chunk in out:
-                into.write(chunk)
-                copied += len(chunk)
-        if not internal:
-            target.execute("RESET session_replication_role")
-        echo(f"    copied {table} ({copied / 1e6:.1f} MB)")
-    for seq, value in source.execute(
-        "SELECT quote_ident(sequencename), last_value FROM pg_sequences"
-        " WHERE schemaname = 'public' AND last_value IS NOT NULL"
-    ):
-        target.execute("SELECT setval(%s, %s)", (seq, value))
-
-
-def _probe_locks(
-    url: str, sql_text: str, options: dict[str, str], before: set[str]
-) -> list[LockSeen]:
-    """Run a transactional migration, read the locks it holds, then roll it back."""
-    settings = " ".join(f"-c {k}={v}" for k, v in options.items())
-    with psycopg.connect(url, options=settings) as conn:
-        conn.execute(sql_text.encode())  # a whole file: the simple protocol runs it all
-        rows = conn.execute(_LOCKS_SQL.format(who="l.pid = pg_backend_pid()")).fetchall()
-        conn.rollback()
-    return _locks(rows, before)
-
-
-def _locks(rows: list[tuple[Any, ...]], before: set[str]) -> list[LockSeen]:
-    seen = {
-        (r[0], _KINDS.get(r[1], r[1]), r[2])
-        for r in rows
-        if r[0] not in bk.INTERNAL_TABLES and not r[0].startswith("_yoyo")
-    }
-    return [
-        LockSeen(relation=rel, kind=kind, mode=mode, existed_before=rel in before)
-        for rel, kind, mode in sorted(seen)
-    ]
-
-
-class _Sampler(threading.Thread):
-    """Polls pg_locks for the migration's session while a non-transactional one runs."""
-
-    def __init__(self, url: str, application_name: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.application_name = url, application_name
-        self.rows: list[tuple[Any, ...]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        who = "l.pid IN (SELECT pid FROM pg_stat_activity WHERE application_name = %s)"
-        try:
-            with psycopg.connect(self.url, autocommit=True) as conn:
-                while not self.stop.is_set():
-                    self.rows += conn.execute(
-                        _LOCKS_SQL.format(who=who), (self.application_name,)
-                    ).fetchall()
-                    time.sleep(0.005)
-        except psycopg.Error:
-            pass  # the scratch database went away; the migration's own error is reported
 
 
 def rehearse(
@@ -191,14 +54,14 @@ def rehearse(
         applied = bk.applied_ids(conn)
         fingerprint = bk.fingerprint(conn)
         identity = bk.database_identity(conn)
-        tables = sorted(_tables(conn))
+        tables = sorted(list_tables(conn))
     todo: Any = migrations.__class__([m for m in migrations if m.id not in applied])
     ids = [m.id for m in todo]
     if not ids:
         echo("schema is up to date; nothing to rehearse")
         return True
     what = "schema and data" + (f" (at most {sample} rows a table)" if sample else "")
-    echo(f"rehearsing {len(ids)} pending migration(s) on a copy of {_describe(target)}:")
+    echo(f"rehearsing {len(ids)} pending migration(s) on a copy of {describe(target)}:")
     echo(f"  {', '.join(ids)}")
     echo(
         f"  copying {what if with_data else 'schema'}; lock_timeout={lock_timeout},"
@@ -271,13 +134,13 @@ def _rehearse(
     try:
         echo("  [copy] schema (pg_dump --schema-only)")
         try:
-            _copy_schema(target, scratch)
+            copy_schema(target, scratch)
             internal = [t for t in tables if t in bk.INTERNAL_TABLES]
             with (
                 psycopg.connect(target) as src,
                 psycopg.connect(scratch, autocommit=True) as dst,
             ):
-                _copy_rows(src, dst, tables if with_data else internal, sample, echo)
+                copy_rows(src, dst, tables if with_data else internal, sample, echo)
         except subprocess.CalledProcessError as exc:
             problems.append(f"copying the schema failed: {exc.stderr.decode().strip()[:500]}")
         except psycopg.Error as exc:
@@ -286,14 +149,14 @@ def _rehearse(
         for i, migration in enumerate([] if problems else todo):
             echo(f"  [{i + 1}/{len(todo)}] {migration.id} ...")
             with psycopg.connect(scratch, autocommit=True) as conn:
-                before = _tables(conn)
+                before = list_tables(conn)
             step = Step(migration.id, 0.0, [], exact=migration.use_transactions)
             steps.append(step)
             try:
                 if migration.use_transactions:
                     text = Path(migration.path).read_text()
-                    step.locks = _probe_locks(scratch, text, options, before)
-                sampler = _Sampler(scratch, app_name)
+                    step.locks = probe_locks(scratch, text, options, before)
+                sampler = Sampler(scratch, app_name)
                 if not migration.use_transactions:
                     sampler.start()
                 started = time.monotonic()
@@ -306,7 +169,7 @@ def _rehearse(
                         sampler.join(5)
                 step.seconds = time.monotonic() - started
                 if not migration.use_transactions:
-                    step.locks = _locks(sampler.rows, before)
+                    step.locks = locks_seen(sampler.rows, before)
             except Exception as exc:
                 step.error = _first_line(exc)
                 problems.append(f"{migration.id}: {step.error}")
@@ -356,7 +219,7 @@ def _rehearse(
             fingerprint=fingerprint,
             rehearsed_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             database=identity,
-            target=_describe(target),
+            target=describe(target),
         ),
     )
     echo(f"rehearsal passed; recorded schema fingerprint {fingerprint[:12]} in {record_file}")
