@@ -50,6 +50,6 @@ USER rawpost
 EXPOSE 8000
 
 # Exec form, so `docker stop`'s SIGTERM reaches rawpost (granian shuts down gracefully).
-# tests/test_deploy.py runs this command (and the compose services' commands) outside
-# Docker against a real PostgreSQL; keep it in step with docker-compose.yml's api.
+# tests/system/test_container_commands.py runs this command (and the compose services'
+# commands) outside Docker against a real PostgreSQL; keep it in step with the compose api.
 CMD ["rawpost", "serve", "--host", "0.0.0.0"]

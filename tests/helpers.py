@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -35,6 +36,9 @@ ADMIN_EMAIL = "admin@rawpost.test"
 DB: TypeAlias = psycopg.Connection[tuple[object, ...]]
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# A well-formed id that no row has.
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def body_of(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -123,6 +127,51 @@ def insert_admin(db_url: str, email: str = ADMIN_EMAIL) -> str:
     return str(row[0])
 
 
+def create_user(
+    client: Client, email: str, name: str = "Someone", *, password: str = PASSWORD
+) -> dict[str, Any]:
+    """A user signed up through the API; the response body."""
+    body = {"email": email, "name": name, "password": password}
+    return body_of(client.post("/api/users", json=body), 201)
+
+
+def create_post(
+    client: Client,
+    author_id: str,
+    title: str = "A title",
+    *,
+    content: str = "Some content",
+    published: bool | None = True,
+) -> dict[str, Any]:
+    """A post by `author_id`, published unless told (`None`: the server's default, a draft)."""
+    data: dict[str, object] = {"author_id": author_id, "title": title, "content": content}
+    if published is not None:
+        data["published"] = published
+    return body_of(client.post("/api/posts", json=data), 201)
+
+
+def sign_in(client: Client, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    """The bearer pair a JSON sign-in returns."""
+    body = {"email": email, "password": password}
+    return body_of(client.post("/api/auth/token", json=body), 200)
+
+
 def without_admin(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A page's users other than the fixture's admin."""
     return [item for item in items if item.get("email") != ADMIN_EMAIL]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> float:
+    """Poll until `predicate` holds; return how long it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+    return time.monotonic() - started

@@ -24,18 +24,10 @@ else:
     RawConnection = asyncpg.Connection
 
 
-# Session settings of every pooled connection (the benchmark gives pgbench the same;
-# docs/performance.md has the measurements).
-# - Memoize caches the users lookups of a nested loop; for rawpost's pages of at most
-#   101 rows building that cache costs more than it saves (list_posts 2.6 times faster
-#   under pgbench with it off).
-# - Generic plans, always: every statement is prepared once per connection, but with the
-#   default plan_cache_mode PostgreSQL planned list_posts afresh on every run (its generic
-#   plan's LIMIT $n estimate looks costly), and planning took longer than running it.
-#   Forced, the cached plan runs it in 173 us instead of 311 us. tests/test_bench.py
-#   checks every list statement's generic plan reads through an index.
-# - No parallel workers: the generic plan of a LIMIT $n page otherwise starts two of
-#   them for a 21-row page (4.9 ms instead of 0.17 ms).
+# Session settings of every pooled connection (the benchmark gives pgbench the same);
+# why each, with its measurement: docs/performance.md, "Why the settings are what they
+# are". tests/system/test_bench.py checks every list statement's generic plan reads
+# through an index.
 SERVER_SETTINGS = {
     "TimeZone": "UTC",
     "application_name": "rawpost",

@@ -39,7 +39,7 @@ from rawpost_devtools.bench.scenarios import (
 from rawpost_devtools.bench.server import check_loopback, delete_created
 from rawpost_devtools.bench.wrk import HttpResult, find_wrk, parse_wrk, run_wrk
 
-# The name tests/test_bench.py has called it by since it was private to bench.py.
+# The name tests/system/test_bench.py has called it by since it was private to bench.py.
 _delete_created = delete_created
 
 __all__ = [

@@ -39,8 +39,9 @@ class Benchmark:
     params: Mapping[str, Value]  # how the route fills that statement's parameters
 
 
-# Which statement each route runs, with the values it passes (tests/test_bench.py checks
-# the statement names against the routes, and the parameters against the SQL files).
+# Which statement each route runs, with the values it passes
+# (tests/integration/test_bench_statements.py checks the statement names against the
+# routes, tests/unit/test_bench_kit.py the parameters against the SQL files).
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "user_by_id",

