@@ -11,6 +11,8 @@ from pathlib import Path
 
 import asyncpg
 from litestar import Litestar
+from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -33,7 +35,7 @@ from service.health import repository as health_repository
 from service.health.routes import METRICS_SCHEME, metrics, publish_pool_figures
 from service.health.routes import router as health_router
 from service.metrics import BUILD_INFO, flushing, worker_stopped
-from service.observability import mark_handler_done, request_context_middleware
+from service.observability import InFlight, mark_handler_done, request_context_middleware
 from service.posts.routes import router as posts_router
 from service.sql import QUERIES, Query, SqlFileError
 from service.users.routes import router as users_router
@@ -107,6 +109,36 @@ async def verify_sql(
             raise SqlFileError("SQL files do not prepare:\n" + "\n".join(failures))
 
 
+# What a browser script may read off a response when CORS is open.
+CORS_EXPOSED = ["Location", "ETag", "Retry-After", "RateLimit", "RateLimit-Policy", "X-Request-ID"]
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """CORS is closed (no Access-Control-* headers at all) unless RAWPOST_CORS_ORIGINS
+    lists origins; bearer tokens, not cookies, so no credentials mode."""
+    origins = _listed(settings.cors_origins)
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        expose_headers=CORS_EXPOSED,
+    )
+
+
+def allowed_hosts(settings: Settings) -> AllowedHostsConfig | None:
+    """Requests whose Host is not listed in RAWPOST_ALLOWED_HOSTS get a 400 ("*": any)."""
+    hosts = _listed(settings.allowed_hosts)
+    if not hosts or "*" in hosts:
+        return None
+    return AllowedHostsConfig(allowed_hosts=hosts, www_redirect=False)
+
+
 def create_app(settings: Settings) -> Litestar:
     check_jwt_secrets(settings)
     assert settings.jwt_secret is not None
@@ -138,10 +170,14 @@ def create_app(settings: Settings) -> Litestar:
             await pool.close()
             worker_stopped()
 
+    in_flight = InFlight(settings.max_in_flight)
+
     def request_context(app: ASGIApp) -> ASGIApp:
-        return request_context_middleware(app, access_log=settings.access_log)
+        return request_context_middleware(app, access_log=settings.access_log, in_flight=in_flight)
 
     return Litestar(
+        cors_config=cors_config(settings),
+        allowed_hosts=allowed_hosts(settings),
         route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
         dependencies={
             "conn": Provide(provide_connection),

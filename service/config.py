@@ -42,6 +42,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ready_timeout: Seconds = 1.0
     startup_timeout: Seconds = 60.0
     body_limit: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
+    # Load shedding: /api requests a worker handles at once before it answers 503 at once
+    # (0: never shed). docs/scaling.md, "Load shedding".
+    max_in_flight: Annotated[int, msgspec.Meta(ge=0)] = 100
+    # Seconds a client may take to send a request's headers (slow clients).
+    header_timeout: Seconds = 10.0
+    # CORS (docs/security.md): origins allowed to call the API from a browser (none: CORS
+    # closed), and the Host headers served ("*": any).
+    cors_origins: str = ""
+    allowed_hosts: str = "*"
     log_level: LogLevel = "INFO"
     pool_max_lifetime: Seconds = 1800.0
     statement_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 100
@@ -84,6 +93,10 @@ ENV_NAMES: Mapping[str, str] = {
     "ready_timeout": "RAWPOST_READY_TIMEOUT",
     "startup_timeout": "RAWPOST_STARTUP_TIMEOUT",
     "body_limit": "RAWPOST_BODY_LIMIT",
+    "max_in_flight": "RAWPOST_MAX_IN_FLIGHT",
+    "header_timeout": "RAWPOST_HEADER_TIMEOUT",
+    "cors_origins": "RAWPOST_CORS_ORIGINS",
+    "allowed_hosts": "RAWPOST_ALLOWED_HOSTS",
     "log_level": "RAWPOST_LOG_LEVEL",
     "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
     "statement_cache_size": "RAWPOST_STATEMENT_CACHE_SIZE",

@@ -1,20 +1,22 @@
 """Prometheus metrics: their definitions, how worker processes share them, and a buffer
-that keeps the hot path's counter and gauge updates in plain Python.
+that keeps the hot path's gauge moves in plain Python.
 
 Under `rawpost serve` several worker processes share the metrics through
 PROMETHEUS_MULTIPROC_DIR (service.server): every update is a lock, a process-id check
 and a store into a memory-mapped file there, and `/metrics` adds all the workers' files
-up. BUFFER sums a request's counter increments and gauge moves instead, and `flush()`
-moves them into prometheus_client once a second, before each scrape answered, and at
-shutdown. Histogram observations go straight to prometheus_client: its public API adds
-them one at a time only, so holding them back would not save their cost, only spend it
-all at once in the flush, stalling the event loop (docs/performance.md).
+up. BUFFER keeps a request's gauge moves (requests in progress) instead, and `flush()`
+sets the level reached once a second, before each scrape answered, and at shutdown.
+Counters and histograms are updated at once: a worker killed by SIGKILL keeps what it
+counted (its files stay), and prometheus_client's public API adds observations one at a
+time only, so holding them back would not save their cost, only spend it all at once in
+the flush, stalling the event loop (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -111,11 +113,10 @@ APP_NAME = "rawpost"
 
 
 class MetricBuffer:
-    """Counter increments and gauge levels of this process, held in plain Python until
-    `flush()`; histogram observations passed straight on."""
+    """Gauge levels of this process, held in plain Python until `flush()`; counter
+    increments and histogram observations passed straight on."""
 
     def __init__(self) -> None:
-        self._counters: dict[Counter, float] = {}
         self._gauges: dict[Gauge, float] = {}
 
     def observe(self, histogram: Histogram, value: float) -> None:
@@ -124,18 +125,15 @@ class MetricBuffer:
         histogram.observe(value)
 
     def inc(self, counter: Counter, amount: float = 1.0) -> None:
-        # Whole amounts (counts) add up exactly, so one inc(total) at the flush exposes
-        # what an inc() per event would have.
-        self._counters[counter] = self._counters.get(counter, 0.0) + amount
+        """Count now: a worker killed by SIGKILL (the OOM killer) must not take the counts
+        of requests it already answered with it."""
+        counter.inc(amount)
 
     def add(self, gauge: Gauge, amount: float) -> None:
         """Move a gauge by `amount`; flush() sets it to the level reached."""
         self._gauges[gauge] = self._gauges.get(gauge, 0.0) + amount
 
     def flush(self) -> None:
-        counters, self._counters = self._counters, {}
-        for counter, amount in counters.items():
-            counter.inc(amount)
         for gauge, level in self._gauges.items():
             gauge.set(level)
 
@@ -154,7 +152,33 @@ async def flushing(publish: Callable[[], None], every: float = 1.0) -> AsyncIter
         while True:
             publish()
             BUFFER.flush()
+            forget_dead_workers()
             await asyncio.sleep(every)
 
     async with in_background(loop(), "rawpost-metrics-flush"):
         yield
+
+
+def forget_dead_workers() -> list[int]:
+    """Drop the live-gauge files of worker processes that died without a word (kill -9),
+    so their pool and in-progress figures leave the sums; their counter and histogram
+    files stay, so what they counted is kept. Returns the pids dropped."""
+    folder = metrics_dir()
+    if not MULTIPROCESS or folder is None:
+        return []
+    dead: set[int] = set()
+    for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
+        pid_text = os.path.basename(path).rsplit("_", 1)[-1].removesuffix(".db")
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            dead.add(int(pid_text))
+        except PermissionError:
+            pass  # alive, someone else's
+    for pid in dead:
+        # Every worker runs this: another one may have removed the files first.
+        with contextlib.suppress(FileNotFoundError):
+            mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    return sorted(dead)

@@ -11,6 +11,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+import msgspec
 from litestar import Response
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -94,7 +95,69 @@ class _RouteMetrics:
             BUFFER.inc(self.errors)
 
 
-def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
+class InFlight:
+    """/api requests this worker is handling, and how many it takes before it sheds.
+
+    One per worker, shared by every route's copy of the middleware (Litestar builds the
+    middleware stack once per route handler)."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.limit = limit  # 0: never shed
+
+    def full(self) -> bool:
+        return 0 < self.limit <= self.count
+
+
+# What a shed request gets: the same problem document every time, built once.
+_OVERLOADED = msgspec.json.encode(
+    {
+        "type": "/problems/overloaded",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the server is handling as many requests as it takes; retry after the"
+        " Retry-After seconds (RAWPOST_MAX_IN_FLIGHT)",
+    }
+)
+
+
+# No route takes more than a handful of query parameters; a request with more is refused
+# before Litestar parses them.
+MAX_QUERY_PARAMETERS = 20
+_TOO_MANY_PARAMETERS = msgspec.json.encode(
+    {
+        "type": "/problems/validation",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": f"the query string has more than {MAX_QUERY_PARAMETERS} parameters",
+    }
+)
+
+
+async def _problem(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _too_many_parameters(query: bytes) -> bool:
+    return query.count(b"&") >= MAX_QUERY_PARAMETERS
+
+
+def request_context_middleware(
+    app: ASGIApp, *, access_log: str, in_flight: InFlight | None = None
+) -> ASGIApp:
     """Request id (X-Request-ID, propagated or created), Server-Timing, the security
     headers (nosniff everywhere; under /api `Vary: Authorization`, and `Cache-Control:
     no-store` on answers to a request with a token), metrics, and an access-log line:
@@ -102,10 +165,15 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
     (`off`). A line per request costs about a sixth of the
     throughput (docs/performance.md); the metrics count every request anyway.
 
+    Load shedding: an /api request arriving while `in_flight` is full is answered 503
+    with Retry-After at once, before its body is read or a connection is asked for, so
+    the requests already accepted keep their latency.
+
     Litestar runs it after routing, so `path_template` names the matched route.
     """
     log_all = access_log == "all"
     log_errors = access_log != "off"
+    flight = in_flight if in_flight is not None else InFlight(0)
     route_metrics: dict[tuple[str, str, int], _RouteMetrics] = {}
     in_progress_gauges: dict[tuple[str, str], Any] = {}
 
@@ -154,9 +222,21 @@ def request_context_middleware(app: ASGIApp, *, access_log: str) -> ASGIApp:
                         headers.append((b"cache-control", b"no-store"))
             await send(message)
 
+        counted = api and not flight.full()
         try:
-            await app(scope, receive, send_with_headers)
+            if _too_many_parameters(http.get("query_string", b"")):
+                counted = False
+                await _problem(send_with_headers, 400, _TOO_MANY_PARAMETERS)
+            elif counted:
+                flight.count += 1
+                await app(scope, receive, send_with_headers)
+            elif api:
+                await _problem(send_with_headers, 503, _OVERLOADED, (b"retry-after", b"1"))
+            else:
+                await app(scope, receive, send_with_headers)
         finally:
+            if counted:
+                flight.count -= 1
             CURRENT.reset(token)
             BUFFER.add(in_progress, -1)
             seconds = time.perf_counter() - ctx.started

@@ -19,11 +19,15 @@ from pathlib import Path
 
 from service.config import METRICS_DIR_ENV, Settings
 
+# Bytes of request line and headers a client may send (hyper's floor is 8 KiB).
+HEADER_LIMIT = 64 * 1024
+
 
 def run(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
     (up to RAWPOST_SHUTDOWN_GRACE), close the pools, return."""
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
     assert settings.database_url, "the caller resolves the database first"
@@ -47,8 +51,19 @@ def run(settings: Settings) -> None:
             websockets=False,
             log_enabled=True,
             log_access=False,  # rawpost logs its own access lines (RAWPOST_ACCESS_LOG)
+            # Slow clients and oversize headers are stopped before the app sees them: a
+            # request whose headers take longer than RAWPOST_HEADER_TIMEOUT loses its
+            # connection, headers over HEADER_LIMIT bytes get 431.
+            http1_settings=HTTP1Settings(
+                header_read_timeout=round(settings.header_timeout * 1000),
+                max_buffer_size=HEADER_LIMIT,
+            ),
             # Ctrl-C / SIGTERM: the workers finish what is in flight, then are killed.
             workers_kill_timeout=max(1, round(settings.shutdown_grace)),
+            # A worker that dies (the OOM killer's SIGKILL) is replaced; the others serve
+            # on. Granian stops the instance only on a crash loop (the same worker dying
+            # again within 5.5 s of its respawn).
+            respawn_failed_workers=True,
         ).serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

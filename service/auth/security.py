@@ -30,6 +30,11 @@ TOKEN_URL = "/api/auth/token"  # noqa: S105 (a path, not a password)
 SCHEME = "BearerToken"
 
 
+# rawpost's access tokens are about 250 characters; anything much longer is refused
+# before it is parsed or looked up.
+MAX_AUTHORIZATION = 2048
+
+
 class BearerMiddleware(JWTCookieAuthenticationMiddleware):
     """The header only (no cookie: no CSRF surface); no header means anonymous."""
 
@@ -46,6 +51,10 @@ class BearerMiddleware(JWTCookieAuthenticationMiddleware):
         header = connection.headers.get(self.auth_header)
         if header is None:
             return AuthenticationResult(user=None, auth=None)
+        if len(header) > MAX_AUTHORIZATION:
+            raise UnauthorizedError(
+                f"the Authorization header is over {MAX_AUTHORIZATION} characters: not a token"
+            )
         scheme, _, encoded = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not encoded.strip():
             raise UnauthorizedError("the Authorization header must be `Bearer <access token>`")
