@@ -16,7 +16,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 
@@ -30,6 +29,7 @@ from service.config import Settings, check_jwt_secrets
 from service.db.pool import Database, Pool, create_pool
 from service.db.session import provide_connection
 from service.db.statements import Timed
+from service.docs_page import SwaggerPage
 from service.errors import handle_exception
 from service.health import repository as health_repository
 from service.health.routes import METRICS_SCHEME, metrics, publish_pool_figures
@@ -195,7 +195,7 @@ def create_app(settings: Settings) -> Litestar:
             version="2",
             description=API_DESCRIPTION,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[SwaggerPage()],
             components=Components(
                 security_schemes={
                     METRICS_SCHEME: SecurityScheme(

@@ -16,6 +16,7 @@ from litestar import Response
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.docs_page import CONTENT_SECURITY_POLICY
 from service.metrics import APP_NAME, BUFFER, IN_PROGRESS, REQUEST_ERRORS, REQUEST_SECONDS, REQUESTS
 
 access_logger = logging.getLogger("rawpost.access")
@@ -111,6 +112,8 @@ class InFlight:
         return 0 < self.limit <= self.count
 
 
+DOCS_POLICY = CONTENT_SECURITY_POLICY.encode()
+
 # What a shed request gets: the same problem document every time, built once.
 _OVERLOADED = msgspec.json.encode(
     {
@@ -196,6 +199,7 @@ def request_context_middleware(
             elif name == b"authorization":
                 signed = True
         api = route.startswith("/api")
+        docs = route.startswith("/schema")
         request_id = incoming[:128] if incoming.isprintable() and incoming else new_request_id()
         ctx = RequestContext(request_id)
         token = CURRENT.set(ctx)
@@ -214,6 +218,8 @@ def request_context_middleware(
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.append((b"server-timing", _server_timing(ctx, time.perf_counter())))
                 headers.append((b"x-content-type-options", b"nosniff"))
+                if docs:
+                    headers.append((b"content-security-policy", DOCS_POLICY))
                 if api:
                     # What /api answers can depend on the caller (emails, drafts): caches
                     # must key on Authorization, and never store an answer to a token.
