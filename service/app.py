@@ -37,6 +37,7 @@ from service.health.routes import router as health_router
 from service.metrics import BUILD_INFO, flushing, worker_stopped
 from service.observability import InFlight, mark_handler_done, request_context_middleware
 from service.posts.routes import router as posts_router
+from service.ratelimit import RateLimits
 from service.sql import QUERIES, Query, SqlFileError
 from service.users.routes import router as users_router
 
@@ -61,6 +62,10 @@ Users and their posts over PostgreSQL.
   a bad, expired or revoked one is a 401 even where no token is needed. Writes need a
   token (401 without, 403 for a caller who may not, 404 for a draft it cannot see).
   Idempotency keys belong to the caller that used them.
+* Rate limits: per caller across `/api` (the token's user, else the client address),
+  per email for sign-in, per address for sign-up. Over a limit: 429 with `Retry-After`;
+  limited responses carry `RateLimit-Policy` and `RateLimit` headers.
+* Load shedding: a worker past its in-flight limit answers 503 with `Retry-After` at once.
 """
 
 
@@ -171,6 +176,7 @@ def create_app(settings: Settings) -> Litestar:
             worker_stopped()
 
     in_flight = InFlight(settings.max_in_flight)
+    limits = RateLimits(settings)
 
     def request_context(app: ASGIApp) -> ASGIApp:
         return request_context_middleware(app, access_log=settings.access_log, in_flight=in_flight)
@@ -183,12 +189,14 @@ def create_app(settings: Settings) -> Litestar:
             "conn": Provide(provide_connection),
             "issuer": Provide(provide_issuer, sync_to_thread=False),
             "callers": Provide(provide_callers, sync_to_thread=False),
+            "limits": Provide(limits.provide, sync_to_thread=False),
         },
         on_app_init=[bearer_auth(settings.jwt_secret, settings.jwt_previous_secret).on_app_init],
-        lifespan=[database],
+        lifespan=[database, limits.running],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.body_limit,
-        middleware=[request_context],
+        # After authentication (the caller) and the request context (request ids).
+        middleware=[request_context, limits.middleware],
         after_request=mark_handler_done,
         openapi_config=OpenAPIConfig(
             title="rawpost",

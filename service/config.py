@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Annotated, Literal
@@ -70,10 +71,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         default_factory=cpu_count
     )
     metrics_token: Annotated[str, msgspec.Meta(min_length=16)] | None = None
+    # Rate limits (docs/security.md, "Rate limits"); None: `off`.
+    rate_limit: Annotated[int, msgspec.Meta(ge=1)] | None = 1200
+    login_rate_limit: Annotated[int, msgspec.Meta(ge=1)] | None = 10
+    signup_rate_limit: Annotated[int, msgspec.Meta(ge=1)] | None = 20
+    trusted_proxies: tuple[str, ...] = ()
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("RAWPOST_POOL_MIN_SIZE must not exceed RAWPOST_POOL_MAX_SIZE")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"RAWPOST_TRUSTED_PROXIES={entry!r} is invalid: not an IP address or CIDR"
+                ) from None
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "REDIS_URL is invalid: it must start with redis://, rediss:// or unix://"
+            )
 
 
 # One place maps each setting to its environment variable (docs/configuration.md lists
@@ -113,6 +131,11 @@ ENV_NAMES: Mapping[str, str] = {
     "refresh_token_ttl": "RAWPOST_REFRESH_TOKEN_TTL",
     "hash_threads": "RAWPOST_HASH_THREADS",
     "metrics_token": "RAWPOST_METRICS_TOKEN",
+    "rate_limit": "RAWPOST_RATE_LIMIT",
+    "login_rate_limit": "RAWPOST_LOGIN_RATE_LIMIT",
+    "signup_rate_limit": "RAWPOST_SIGNUP_RATE_LIMIT",
+    "trusted_proxies": "RAWPOST_TRUSTED_PROXIES",
+    "redis_url": "REDIS_URL",
 }
 
 JWT_SECRET_MIN_BYTES = 32
@@ -141,6 +164,8 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable."""
 
 
+# Settings that take a positive whole number or `off`.
+RATE_LIMITS = ("rate_limit", "login_rate_limit", "signup_rate_limit")
 _ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "false": "off", "0": "off"}
 
 
@@ -178,6 +203,16 @@ def load_settings(
         # Before `errors` existed the setting was a boolean: keep those values working.
         access_log = access_log.lower()
         raw["access_log"] = _ACCESS_LOG_ALIASES.get(access_log, access_log)
+    for field in RATE_LIMITS:
+        if isinstance(value := raw.get(field), str):
+            if value.strip().lower() == "off":
+                raw[field] = None
+            elif not value.strip().isdigit():
+                raise SettingsError(
+                    f"{ENV_NAMES[field]}={value!r} is invalid: a whole number of requests, or off"
+                )
+    if isinstance(proxies := raw.get("trusted_proxies"), str):
+        raw["trusted_proxies"] = [p.strip() for p in proxies.split(",") if p.strip()]
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -7,6 +7,7 @@ DomainError
 ├── NotFoundError            404
 ├── ConflictError            409  (unique violation)
 ├── UnprocessableError       422  (foreign key, deleted author)
+├── TooManyRequestsError     429  (a rate limit: service/ratelimit)
 └── UnavailableError         503  (database unreachable, pool exhausted, timeouts)
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import msgspec
@@ -64,6 +66,16 @@ class ConflictError(DomainError):
 
 class UnprocessableError(DomainError):
     status, slug, title = 422, "unprocessable", "Unprocessable Content"
+
+
+class TooManyRequestsError(DomainError):
+    status, slug, title = 429, "too-many-requests", "Too Many Requests"
+
+    def __init__(
+        self, detail: str, *, retry_after: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.headers = {**(headers or {}), "Retry-After": str(retry_after)}
 
 
 class UnavailableError(DomainError):
@@ -164,6 +176,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem_response(400, "Bad Request", "the body is not valid UTF-8", "validation")
     if isinstance(exc, RecursionError):
         return problem_response(400, "Bad Request", "the JSON is nested too deeply", "validation")
+    if isinstance(exc, TooManyRequestsError):
+        return problem_response(exc.status, exc.title, exc.detail, exc.slug, headers=exc.headers)
     if (isinstance(exc, DomainError) and exc.status < 500) or isinstance(exc, UnavailableError):
         return problem_response(exc.status, exc.title, exc.detail, exc.slug)
     if isinstance(exc, HTTPException) and exc.status_code < 500:
@@ -227,18 +241,23 @@ _DOCUMENTED = {
     409: "Unique violation: the email is already used by a live user (ignoring case).",
     413: "The request body is over the configured limit (RAWPOST_BODY_LIMIT, default 1 MiB).",
     422: "Well-formed but semantically invalid, e.g. a post for an author that does not exist.",
+    429: "Over a rate limit (RAWPOST_RATE_LIMIT per caller on every /api route; sign-ins per"
+    " email, sign-ups per address): retry after the `Retry-After` seconds. Every /api"
+    " response carries `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-"
+    "headers-10) while a limit is on.",
     503: "The database is unreachable or no pooled connection was free within the acquire"
     " timeout; retry after the `Retry-After` seconds.",
 }
 
 
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problem documents a route can answer with (400/503 always)."""
+def problem_responses(*statuses: int, limited: bool = True) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem documents a route can answer with: 400 and 503
+    always, 429 on the rate-limited routes (all of /api)."""
     return {
         status: ResponseSpec(
             data_container=Problem, description=_DOCUMENTED[status], media_type=PROBLEM_JSON
         )
-        for status in sorted({400, 503, *statuses})
+        for status in sorted({400, 503, *statuses, *((429,) if limited else ())})
     }
 
 
@@ -251,6 +270,7 @@ __all__ = [
     "ForbiddenError",
     "NotFoundError",
     "Problem",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UnavailableError",
     "UnprocessableError",

@@ -27,6 +27,7 @@ from tests.helpers import (
     mint_token,
     scratch_database,
 )
+from tests.support.redis import RedisServer, running_redis
 
 # Servers the tests start as processes inherit the environment: give them the secret.
 os.environ.setdefault("RAWPOST_JWT_SECRET", TEST_JWT_SECRET)
@@ -115,3 +116,10 @@ def client(api: TestClient, admin_token: str) -> TestClient:  # type: ignore[typ
     """`api`, signed in as an admin (who may do and see everything) on every request."""
     api.headers.update(bearer(admin_token))
     return api
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for one test, stopped by its pid."""
+    with running_redis(tmp_path) as server:
+        yield server

@@ -27,7 +27,14 @@ Client: TypeAlias = TestClient[Litestar]
 # The signing secret every test app and test server uses (never an example value).
 TEST_JWT_SECRET = "rawpost-tests-signing-secret-0123456789abcdef"
 TEST_METRICS_TOKEN = "rawpost-tests-metrics-scraper-token"
-TEST_ENV = {"RAWPOST_JWT_SECRET": TEST_JWT_SECRET, "RAWPOST_METRICS_TOKEN": TEST_METRICS_TOKEN}
+TEST_ENV = {
+    "RAWPOST_JWT_SECRET": TEST_JWT_SECRET,
+    "RAWPOST_METRICS_TOKEN": TEST_METRICS_TOKEN,
+    # No test trips a rate limit by accident; tests/*/test_rate_limits.py set their own.
+    "RAWPOST_RATE_LIMIT": "off",
+    "RAWPOST_LOGIN_RATE_LIMIT": "off",
+    "RAWPOST_SIGNUP_RATE_LIMIT": "off",
+}
 # What a Prometheus scraper sends to GET /metrics.
 SCRAPER = {"Authorization": f"Bearer {TEST_METRICS_TOKEN}"}
 # A password every test user signs up with (12..128 characters).

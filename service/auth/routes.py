@@ -21,6 +21,7 @@ from service.auth.security import PUBLIC, SIGNED_IN, signed_in
 from service.auth.tokens import TokenPair, session_of
 from service.db.session import ConnectionDep
 from service.errors import problem_responses
+from service.ratelimit import RateLimitsDep
 from service.validation import strict_json
 
 FORM = "application/x-www-form-urlencoded"
@@ -102,15 +103,21 @@ def _bad(field: str, message: str) -> ValidationException:
     summary="Sign in: a new login's access and refresh tokens",
     description="JSON `{email, password}`, or the OAuth2 password form (`grant_type=password"
     "&username=...&password=...`) as the interactive docs' Authorize button sends it. A wrong"
-    " email and a wrong password give the same 401. The response is never cached.",
+    " email and a wrong password give the same 401. The response is never cached. Attempts"
+    " are limited per email (RAWPOST_LOGIN_RATE_LIMIT a minute, whatever the address): 429.",
     operation_class=_SignInOperation,
     security=PUBLIC,
     responses=problem_responses(401, 413),
 )
 async def issue_token(
-    conn: ConnectionDep, issuer: IssuerDep, request: Request[Any, Any, Any], body: RawBody
+    conn: ConnectionDep,
+    issuer: IssuerDep,
+    limits: RateLimitsDep,
+    request: Request[Any, Any, Any],
+    body: RawBody,
 ) -> Response[TokenPair]:
     credentials = _sign_in_body(request.headers.get("content-type", ""), body)
+    await limits.check_sign_in(request, credentials.email)
     pair = await repository.sign_in(
         conn, issuer, email=credentials.email, password=credentials.password
     )

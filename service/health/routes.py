@@ -148,7 +148,7 @@ def scraper_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
     include_in_schema=True,
     guards=[scraper_only],
     security=[{METRICS_SCHEME: []}],
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, limited=False),
 )
 async def metrics(state: State) -> Response[bytes]:
     publish_pool_figures(state.db)  # this worker's, now; the others' within a second

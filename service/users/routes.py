@@ -26,6 +26,7 @@ from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page
 from service.posts import repository as posts_repository
 from service.posts.schemas import PostPage
+from service.ratelimit import RateLimitsDep
 from service.users import repository
 from service.users.guards import owner_or_admin
 from service.users.schemas import User, UserCreate, UserPage, UserPatch, UserWithPosts
@@ -53,18 +54,22 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     summary="Sign up: create a user",
     description="Returns the user (its email included) with a `Location` header pointing at"
     " it. The password is stored only as an Argon2id hash; sign in with"
-    " `POST /api/auth/token`.",
+    " `POST /api/auth/token`. Sign-ups are limited per client address"
+    " (RAWPOST_SIGNUP_RATE_LIMIT an hour; an admin's are not counted): 429.",
     security=PUBLIC,
     responses=problem_responses(401, 409, 413, 422),
 )
 async def create_user(
     conn: ConnectionDep,
     issuer: IssuerDep,
+    limits: RateLimitsDep,
+    request: CallerRequest,
     data: JSONBody[UserCreate],
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[User]:
     data = strict_json(body, UserCreate)
+    await limits.check_sign_up(request)
     password_hash = await issuer.passwords.hash(data.password)
 
     async def run(c: Executor) -> Outcome:

@@ -24,6 +24,7 @@ import httpx
 import psycopg
 
 from rawpost_devtools import CHECKOUT
+from service.config import ENV_NAMES
 from tests.helpers import DB, SCRAPER, TEST_ENV, free_port, wait_until
 
 RAWPOST = [sys.executable, "-m", "service.cli"]
@@ -79,11 +80,12 @@ def users_locked(db_url: str) -> Iterator[Callable[[], None]]:
 
 
 def service_env(database_url: str, **settings: object) -> dict[str, str]:
-    """The test process's environment without its rawpost settings, plus these."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAWPOST_")}
+    """The test process's environment without its rawpost settings, plus these (rate
+    limits `off` unless given)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAWPOST_") and k != "REDIS_URL"}
     env["DATABASE_URL"] = database_url
     env.update(TEST_ENV)
-    env.update({f"RAWPOST_{k.upper()}": str(v) for k, v in settings.items()})
+    env.update({ENV_NAMES.get(k, f"RAWPOST_{k.upper()}"): str(v) for k, v in settings.items()})
     return env
 
 

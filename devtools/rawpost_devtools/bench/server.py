@@ -74,6 +74,10 @@ def server(url: str, *, start: bool | None, database_url: str | None) -> Iterato
     env = dict(os.environ)
     if database_url:
         env["DATABASE_URL"] = database_url
+    # Every benchmark request comes from one address (and sign-ins from a few emails):
+    # the rate limits would answer most of them 429. Off unless set explicitly.
+    for limit in ("RAWPOST_RATE_LIMIT", "RAWPOST_LOGIN_RATE_LIMIT", "RAWPOST_SIGNUP_RATE_LIMIT"):
+        env.setdefault(limit, "off")
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
         prefix="rawpost-bench-serve-", suffix=".log", delete=False
     )
