@@ -245,7 +245,8 @@ _DOCUMENTED = {
     " email, sign-ups per address): retry after the `Retry-After` seconds. Every /api"
     " response carries `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-"
     "headers-10) while a limit is on.",
-    503: "The database is unreachable or no pooled connection was free within the acquire"
+    503: "The worker is at RAWPOST_MAX_IN_FLIGHT requests (`/problems/overloaded`, answered"
+    " at once), or the database is unreachable or no pooled connection was free within the acquire"
     " timeout; retry after the `Retry-After` seconds.",
 }
 

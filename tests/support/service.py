@@ -280,3 +280,17 @@ def report(name: str, samples: Sequence[Sample], failed: int, **figures: object)
         f"\n[{name}] sent={len(samples)} failed={failed} statuses={dict(sorted(statuses.items()))}"
         f" max_latency={longest * 1000:.0f}ms{extra}"
     )
+
+
+def child_pids(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    children = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                children.add(int(entry))
+    return children

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import SCRAPER, wait_until
-from tests.support.service import running_service
+from tests.support.service import child_pids, running_service
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -56,7 +55,7 @@ def test_two_workers_share_the_port_and_metrics_add_up_over_both(
         # ... and both workers' pools: each publishes its own figures (max 3 apiece).
         assert {s["rawpost_pool_connections", (("state", "max"),)] for s in scrapes} == {6.0}
         assert all(s["rawpost_build_info", _build_labels(s)] == 1.0 for s in scrapes)
-        workers = _child_pids(service.process.pid)
+        workers = child_pids(service.process.pid)
         assert len(workers) == 2, workers
         # Both write their figures into one folder of memory-mapped files.
         folders = {path.parent for pid in workers for path in _mapped_metric_files(pid)}
@@ -79,17 +78,3 @@ def _mapped_metric_files(pid: int) -> set[Path]:
     """prometheus_client's multiprocess files a process has mapped (Linux /proc)."""
     lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
     return {Path(line.split()[-1]) for line in lines if line.endswith(".db")}
-
-
-def _child_pids(pid: int) -> set[int]:
-    """Processes whose parent is `pid` (Linux /proc)."""
-    children = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                children.add(int(entry))
-    return children

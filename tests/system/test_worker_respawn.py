@@ -12,22 +12,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import SCRAPER, wait_until
-from tests.support.service import Load, report, running_service
+from tests.support.service import Load, child_pids, report, running_service
 
 PATH = "/api/users?limit=1"
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.add(int(entry))
-    return found
 
 
 def _metric(base: str, name: str, **labels: str) -> float:
@@ -46,7 +33,7 @@ def test_a_killed_worker_is_respawned_while_the_other_serves_and_counts_survive(
     with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
         service.wait_status("/health/ready", 200, timeout=60)
         service.wait_all_workers(2, pool_max_size=3)
-        workers = _children(service.process.pid)
+        workers = child_pids(service.process.pid)
         assert len(workers) == 2, workers
         victim = min(workers)
         with Load(service.base, [PATH], threads=4) as load:
@@ -54,7 +41,7 @@ def test_a_killed_worker_is_respawned_while_the_other_serves_and_counts_survive(
             os.kill(victim, signal.SIGKILL)
             killed_at = time.monotonic()
             wait_until(
-                lambda: len(_children(service.process.pid) - {victim}) == 2,
+                lambda: len(child_pids(service.process.pid) - {victim}) == 2,
                 timeout=30,
                 what="a new worker in the dead one's place",
             )
@@ -70,7 +57,7 @@ def test_a_killed_worker_is_respawned_while_the_other_serves_and_counts_survive(
         # Only requests in flight on the dead worker may fail (one per load thread at most).
         assert len(failed) <= 4, failed
         assert [s for s in ok if s.started > killed_at], "nothing was served after the kill"
-        assert victim not in _children(service.process.pid)
+        assert victim not in child_pids(service.process.pid)
 
         # Every answered request is counted once: the dead worker's counts stay in its
         # files (counters are never held back), nothing is added twice.
