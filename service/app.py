@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 from litestar import Litestar
-from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -35,7 +35,13 @@ from service.health import repository as health_repository
 from service.health.routes import METRICS_SCHEME, metrics, publish_pool_figures
 from service.health.routes import router as health_router
 from service.metrics import BUILD_INFO, flushing, worker_stopped
-from service.observability import InFlight, mark_handler_done, request_context_middleware
+from service.observability import (
+    AllowedHosts,
+    InFlight,
+    mark_handler_done,
+    request_context_middleware,
+)
+from service.openapi import refine as refine_openapi
 from service.posts.routes import router as posts_router
 from service.ratelimit import RateLimits
 from service.sql import QUERIES, Query, SqlFileError
@@ -52,7 +58,8 @@ Users and their posts over PostgreSQL.
 * Soft delete: deleted rows are invisible to every read (404 / absent from lists) until
   restored. A deleted user's posts are invisible too, and cannot be restored on their own.
 * Lists are keyset-paginated, newest first by `(created_at, id)`; pass `next_cursor` back
-  as `cursor`. Cursors are opaque; a forged or corrupt one is a 400.
+  as `cursor`. A cursor is 32 base64url characters: any string of that shape names a
+  position (a made-up one only starts the page elsewhere); anything else is a 400.
 * Errors are RFC 9457 problem documents (`application/problem+json`); validation
   failures list `errors: [{field, message}]`. 503 responses carry `Retry-After`.
 * Accounts: sign up with `POST /api/users`, sign in with `POST /api/auth/token` (or the
@@ -136,12 +143,12 @@ def cors_config(settings: Settings) -> CORSConfig | None:
     )
 
 
-def allowed_hosts(settings: Settings) -> AllowedHostsConfig | None:
+def allowed_hosts(settings: Settings) -> AllowedHosts | None:
     """Requests whose Host is not listed in RAWPOST_ALLOWED_HOSTS get a 400 ("*": any)."""
     hosts = _listed(settings.allowed_hosts)
     if not hosts or "*" in hosts:
         return None
-    return AllowedHostsConfig(allowed_hosts=hosts, www_redirect=False)
+    return AllowedHosts(hosts)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -176,14 +183,23 @@ def create_app(settings: Settings) -> Litestar:
             worker_stopped()
 
     in_flight = InFlight(settings.max_in_flight)
+    hosts = allowed_hosts(settings)
     limits = RateLimits(settings)
 
-    def request_context(app: ASGIApp) -> ASGIApp:
-        return request_context_middleware(app, access_log=settings.access_log, in_flight=in_flight)
+    def around_authentication(config: AppConfig) -> AppConfig:
+        """The request context goes first, around authentication (whose on_app_init puts
+        it first): a refused token's 401 gets a request id, headers and metrics too, and
+        load shedding answers before any token is verified."""
+        config.middleware.insert(0, request_context)
+        return config
 
-    return Litestar(
+    def request_context(app: ASGIApp) -> ASGIApp:
+        return request_context_middleware(
+            app, access_log=settings.access_log, in_flight=in_flight, allowed_hosts=hosts
+        )
+
+    app = Litestar(
         cors_config=cors_config(settings),
-        allowed_hosts=allowed_hosts(settings),
         route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
         dependencies={
             "conn": Provide(provide_connection),
@@ -191,12 +207,15 @@ def create_app(settings: Settings) -> Litestar:
             "callers": Provide(provide_callers, sync_to_thread=False),
             "limits": Provide(limits.provide, sync_to_thread=False),
         },
-        on_app_init=[bearer_auth(settings.jwt_secret, settings.jwt_previous_secret).on_app_init],
+        on_app_init=[
+            bearer_auth(settings.jwt_secret, settings.jwt_previous_secret, limits).on_app_init,
+            around_authentication,
+        ],
         lifespan=[database, limits.running],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.body_limit,
-        # After authentication (the caller) and the request context (request ids).
-        middleware=[request_context, limits.middleware],
+        # After authentication (the caller).
+        middleware=[limits.middleware],
         after_request=mark_handler_done,
         openapi_config=OpenAPIConfig(
             title="rawpost",
@@ -216,3 +235,5 @@ def create_app(settings: Settings) -> Litestar:
         ),
         logging_config=None,
     )
+    refine_openapi(app.openapi_schema)
+    return app

@@ -139,6 +139,36 @@ _TOO_MANY_PARAMETERS = msgspec.json.encode(
 )
 
 
+_HOST_NOT_SERVED = msgspec.json.encode(
+    {
+        "type": "/problems/bad-request",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "this Host is not served here (RAWPOST_ALLOWED_HOSTS)",
+    }
+)
+
+
+class AllowedHosts:
+    """The Host headers served (RAWPOST_ALLOWED_HOSTS): names, or `*.example.com` for any
+    subdomain of example.com; compared without the port, ignoring case.
+
+    Not Litestar's AllowedHostsConfig: its 400 is `{"message": ...}`, not a problem
+    document, and it compares the Host header's port too (`api.example:8000` is refused
+    when `api.example` is listed).
+    """
+
+    def __init__(self, hosts: list[str]) -> None:
+        self.names = frozenset(h.lower() for h in hosts if not h.startswith("*."))
+        self.suffixes = tuple(h[1:].lower() for h in hosts if h.startswith("*."))
+
+    def allows(self, host: bytes) -> bool:
+        name = host.decode("latin-1").lower()
+        if not name.endswith("]"):  # "[::1]" has no port to strip
+            name = name.rpartition(":")[0] or name
+        return name in self.names or (bool(self.suffixes) and name.endswith(self.suffixes))
+
+
 async def _problem(send: Send, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
     await send(
         {
@@ -158,8 +188,21 @@ def _too_many_parameters(query: bytes) -> bool:
     return query.count(b"&") >= MAX_QUERY_PARAMETERS
 
 
+def _list_allowed_methods(headers: list[tuple[bytes, bytes]], scope: Any) -> None:
+    routes = scope["app"].routes
+    route = next((r for r in routes if r.path_format == scope.get("path_template")), None)
+    if route is None:
+        return
+    headers[:] = [(k, v) for k, v in headers if k.lower() != b"allow"]
+    headers.append((b"allow", ", ".join(sorted(route.methods)).encode()))
+
+
 def request_context_middleware(
-    app: ASGIApp, *, access_log: str, in_flight: InFlight | None = None
+    app: ASGIApp,
+    *,
+    access_log: str,
+    in_flight: InFlight | None = None,
+    allowed_hosts: AllowedHosts | None = None,
 ) -> ASGIApp:
     """Request id (X-Request-ID, propagated or created), Server-Timing, the security
     headers (nosniff everywhere; under /api `Vary: Authorization`, and `Cache-Control:
@@ -168,9 +211,15 @@ def request_context_middleware(
     (`off`). A line per request costs about a sixth of the
     throughput (docs/performance.md); the metrics count every request anyway.
 
+    A Host header that `allowed_hosts` does not list is answered 400 at once.
+
     Load shedding: an /api request arriving while `in_flight` is full is answered 503
     with Retry-After at once, before its body is read or a connection is asked for, so
     the requests already accepted keep their latency.
+
+    `Allow` on an answer to OPTIONS lists every method of the route: Litestar 2 builds its
+    OPTIONS handler when a path's first handler is registered and never updates it
+    (litestar-org/litestar#4169, fixed only in 3), so it would list one method.
 
     Litestar runs it after routing, so `path_template` names the matched route.
     """
@@ -193,11 +242,14 @@ def request_context_middleware(
         BUFFER.add(in_progress, 1)
         incoming = ""
         signed = False  # the request carries a token: its answer depends on the caller
+        host = b""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
             elif name == b"authorization":
                 signed = True
+            elif name == b"host":
+                host = value
         api = route.startswith("/api")
         docs = route.startswith("/schema")
         request_id = incoming[:128] if incoming.isprintable() and incoming else new_request_id()
@@ -220,6 +272,8 @@ def request_context_middleware(
                 headers.append((b"x-content-type-options", b"nosniff"))
                 if docs:
                     headers.append((b"content-security-policy", DOCS_POLICY))
+                if method == "OPTIONS":
+                    _list_allowed_methods(headers, http)
                 if api:
                     # What /api answers can depend on the caller (emails, drafts): caches
                     # must key on Authorization, and never store an answer to a token.
@@ -230,7 +284,10 @@ def request_context_middleware(
 
         counted = api and not flight.full()
         try:
-            if _too_many_parameters(http.get("query_string", b"")):
+            if allowed_hosts is not None and not allowed_hosts.allows(host):
+                counted = False
+                await _problem(send_with_headers, 400, _HOST_NOT_SERVED)
+            elif _too_many_parameters(http.get("query_string", b"")):
                 counted = False
                 await _problem(send_with_headers, 400, _TOO_MANY_PARAMETERS)
             elif counted:

@@ -11,6 +11,16 @@ from msgspec import UnsetType
 
 T = TypeVar("T")
 
+# The patterns below go into the OpenAPI document, where clients' validators read them
+# with ECMA-262 regular expressions and the fuzzer with Python's: spelled out so that both
+# agree with what the checks here accept. Python's whitespace (str.isspace, what
+# str.strip() trims), which `\s` would spell differently in each engine:
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\x00]*$"
+_ADDRESS_PART = rf"[^@{WHITESPACE}\x00-\x1f\x7f-\x9f]+"
+EMAIL = rf"^{_ADDRESS_PART}@{_ADDRESS_PART}$"
+EMAIL_RE = re.compile(EMAIL)
+
 
 def given(value: T | UnsetType) -> T | None:
     """A PATCH field's value, or None when the client left it out (SQL keeps the old value)."""
@@ -25,9 +35,11 @@ def no_nul(field: str, value: str) -> str:
 
 
 def address(field: str, value: str) -> str:
-    # The schema's pattern ends in `$`, which also matches before a final newline.
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ValueError(f"field `{field}` must not contain whitespace or control characters")
+    # msgspec checks EMAIL with re.search, where `$` also matches before a final newline.
+    if EMAIL_RE.fullmatch(value) is None:
+        raise ValueError(
+            f"field `{field}` must look like local@domain, with no whitespace or control characters"
+        )
     return value
 
 
@@ -38,6 +50,15 @@ def trimmed(field: str, value: str, *, min_length: int, max_length: int) -> str:
             f"field `{field}` must be {min_length}..{max_length} characters after trimming"
         )
     return value
+
+
+def trimmed_pattern(max_length: int) -> str:
+    """The strings `trimmed(..., min_length=1, max_length=max_length)` accepts, as a
+    pattern for the OpenAPI document."""
+    return (
+        rf"^[{WHITESPACE}]*[^{WHITESPACE}\x00]"
+        rf"(?:[^\x00]{{0,{max_length - 2}}}[^{WHITESPACE}\x00])?[{WHITESPACE}]*$"
+    )
 
 
 _AT_PATH = re.compile(r"^(.*) - at `\$\.?([^`]*)`$")

@@ -22,7 +22,7 @@ from service.auth.tokens import TokenPair, session_of
 from service.db.session import ConnectionDep
 from service.errors import problem_responses
 from service.ratelimit import RateLimitsDep
-from service.validation import strict_json
+from service.validation import NO_NUL, strict_json
 
 FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store"}  # RFC 6749: token responses are never cached
@@ -31,7 +31,7 @@ _OAUTH2_EXTRAS = {"grant_type", "scope", "client_id", "client_secret"}
 
 
 def _string(max_length: int) -> Schema:
-    return Schema(type=OpenAPIType.STRING, min_length=1, max_length=max_length)
+    return Schema(type=OpenAPIType.STRING, min_length=1, max_length=max_length, pattern=NO_NUL)
 
 
 @dataclass

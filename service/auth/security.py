@@ -18,13 +18,22 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
+from litestar.middleware._utils import should_bypass_middleware
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTCookieAuthenticationMiddleware, OAuth2PasswordBearerAuth, Token
+from litestar.types import Receive, Scope, Send
 
 from service.auth.callers import Callers
 from service.auth.schemas import Caller
 from service.auth.tokens import ALGORITHM, Keys
-from service.errors import ForbiddenError, UnauthorizedError
+from service.errors import (
+    DomainError,
+    ForbiddenError,
+    TooManyRequestsError,
+    UnauthorizedError,
+    handle_exception,
+)
+from service.ratelimit import RateLimits
 
 TOKEN_URL = "/api/auth/token"  # noqa: S105 (a path, not a password)
 SCHEME = "BearerToken"
@@ -38,12 +47,49 @@ MAX_AUTHORIZATION = 2048
 class BearerMiddleware(JWTCookieAuthenticationMiddleware):
     """The header only (no cookie: no CSRF surface); no header means anonymous."""
 
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "limits")
 
-    def __init__(self, *args: Any, keys: Keys, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, keys: Keys, limits: RateLimits | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         # One Keys (and so one cache of verified tokens) for every route's instance.
         self.keys = keys
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Litestar's, except that a refused token is answered here rather than raised
+        past the request-context middleware around this one (so the 401 gets its request
+        id, security headers and metrics), after counting it against the client address's
+        API limit (429 once over: guessing tokens is limited like any other request)."""
+        if should_bypass_middleware(
+            exclude_http_methods=self.exclude_http_methods,
+            exclude_opt_key=self.exclude_opt_key,
+            exclude_path_pattern=self.exclude,
+            scope=scope,
+            scopes=self.scopes,
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            result = await self.authenticate_request(ASGIConnection(scope))
+        except UnauthorizedError as refused:
+            error: DomainError = refused
+            headers: list[tuple[bytes, bytes]] = []
+            if self.limits is not None:
+                try:
+                    headers = await self.limits.check_refused_token(scope)
+                except TooManyRequestsError as over:
+                    error = over
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            response = handle_exception(request, error)
+            for name, value in headers:
+                response.headers[name.decode()] = value.decode()
+            await response.to_asgi_response(app=None, request=request)(scope, receive, send)
+            return
+        scope["user"] = result.user
+        scope["auth"] = result.auth
+        await self.app(scope, receive, send)
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -96,16 +142,21 @@ class BearerAuth(OAuth2PasswordBearerAuth[Caller | None, Token]):
     then the previous one, through one cache of verified tokens."""
 
     keys: Keys | None = None
+    limits: RateLimits | None = None
 
     @property
     def middleware(self) -> DefineMiddleware:
         middleware = super().middleware
         middleware.kwargs["keys"] = self.keys or Keys(current=self.token_secret)
+        middleware.kwargs["limits"] = self.limits
         return middleware
 
 
-def bearer_auth(secret: str, previous_secret: str | None) -> BearerAuth:
+def bearer_auth(
+    secret: str, previous_secret: str | None, limits: RateLimits | None = None
+) -> BearerAuth:
     return BearerAuth(
+        limits=limits,
         token_secret=secret,
         keys=Keys(current=secret, previous=previous_secret),
         token_url=TOKEN_URL,

@@ -211,6 +211,17 @@ class RateLimits:
         if outcome.refused:
             raise _refusal([outcome], with_headers=outcomes is None)
 
+    async def check_refused_token(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """Count a request whose token was refused against its address's API limit: its
+        RateLimit headers, or TooManyRequestsError (with them) over the limit. Guessing
+        tokens is not a way around the limit."""
+        if self.api is None:
+            return []
+        outcome = await self._hit(self.api, "address:" + self.client_address(scope))
+        if outcome.refused:
+            raise _refusal([outcome], with_headers=True)
+        return rate_headers([outcome])
+
     async def check_sign_in(self, request: Request[Any, Any, Any], email: str) -> None:
         """One sign-in attempt for `email` (ignoring case); 429 over the limit."""
         if self.login is not None:

@@ -138,7 +138,7 @@ async def get_user(
     summary="Change a user's email, name and/or password",
     description="The user itself or an admin (403 for anyone else, whatever the id). Fields"
     " left out keep their value; `updated_at` moves. A new `password` needs"
-    " `current_password` (403 when it is wrong) unless an admin sets it, and revokes the"
+    " `current_password` (403 when it is missing or wrong) unless an admin sets it, and revokes the"
     " user's other logins' refresh tokens.",
     guards=[owner_or_admin],
     security=SIGNED_IN,

@@ -11,16 +11,16 @@ from msgspec import UNSET, Meta, UnsetType
 
 from service.auth.schemas import Password
 from service.posts.schemas import Post
-from service.validation import address, no_nul, trimmed
+from service.validation import EMAIL, address, no_nul, trimmed
 
 Email = Annotated[
     str,
     Meta(
         min_length=3,
         max_length=254,
-        pattern=r"^[^@\s\x00]+@[^@\s\x00]+$",
-        description="3..254 characters shaped like local@domain; unique among live users"
-        " ignoring case; stored as given.",
+        pattern=EMAIL,
+        description="3..254 characters shaped like local@domain, with no whitespace or"
+        " control characters; unique among live users ignoring case; stored as given.",
     ),
 ]
 Name = Annotated[

@@ -10,6 +10,7 @@ from litestar.testing import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from tests.helpers import assert_problem
 
 PREFLIGHT = {
     "Origin": "https://app.example",
@@ -59,9 +60,12 @@ def test_another_origin_gets_no_cors_grant(open_cors: TestClient) -> None:  # ty
 
 
 def test_a_host_not_in_the_allowed_list_is_refused(settings: Settings) -> None:
-    changed = msgspec.structs.replace(settings, allowed_hosts="api.example, testserver.local")
+    changed = msgspec.structs.replace(settings, allowed_hosts="api.example, *.rawpost.test")
     with TestClient(app=create_app(changed), base_url="http://api.example") as client:
-        assert client.get("/api/posts").status_code == 200
-        refused = client.get("/api/posts", headers={"Host": "evil.example"})
-        assert refused.status_code == 400
-        assert "sql" not in refused.text.lower()
+        for host in ("api.example", "API.example:8000", "eu.rawpost.test", "a.b.rawpost.test:80"):
+            assert client.get("/api/posts", headers={"Host": host}).status_code == 200, host
+        for host in ("evil.example", "rawpost.test", "api.example.evil", "xrawpost.test"):
+            refused = client.get("/api/posts", headers={"Host": host})
+            problem = assert_problem(refused, 400)
+            assert "RAWPOST_ALLOWED_HOSTS" in problem["detail"], host
+            assert "sql" not in refused.text.lower()

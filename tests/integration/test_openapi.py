@@ -3,11 +3,18 @@ as application/problem+json."""
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
+import msgspec
 import pytest
 
+from service.auth.schemas import Refresh, SignIn
+from service.posts.schemas import PostCreate, PostPatch
+from service.users.schemas import Email, UserCreate, UserPatch
+from service.validation import address, trimmed
 from tests.helpers import Client
 
 CONTRACT_ROUTES: dict[tuple[str, str], set[int]] = {
@@ -174,3 +181,111 @@ def test_openapi_documents_path_and_query_parameter_constraints(openapi: Json) -
     assert constraint(author["schema"], "format") == "uuid"
     published = {p["name"]: p for p in ops[("GET", "/api/posts")]["parameters"]}["published"]
     assert constraint(published["schema"], "type") == "boolean"
+
+
+# --- exact enough for a fuzzer: what the document admits, the service accepts ----------
+
+
+def test_every_request_body_refuses_unknown_fields_in_the_document_and_the_code(
+    openapi: Json,
+) -> None:
+    bodies = request_body_components(openapi)
+    assert {"UserCreate", "UserPatch", "PostCreate", "PostPatch", "Refresh"} <= bodies
+    for name in bodies:
+        assert openapi["components"]["schemas"][name]["additionalProperties"] is False, name
+    for struct in (UserCreate, UserPatch, PostCreate, PostPatch, Refresh, SignIn):
+        assert struct.__struct_config__.forbid_unknown_fields, struct.__name__
+
+
+def request_body_components(document: Json) -> set[str]:
+    names = set()
+    for operation in operations(document).values():
+        for media in operation.get("requestBody", {}).get("content", {}).values():
+            if ref := media["schema"].get("$ref"):
+                names.add(ref.rsplit("/", 1)[1])
+    return names
+
+
+# Letters, every kind of whitespace str.strip() trims and \s spells differently, controls,
+# NUL, '@' and a character outside the BMP: what trimming and the email rule turn on.
+_ALPHABET = "ab@.\x00\x01\x1f\x7f\x85\x9f\xa0\u200b\u2028\u3000\ufeff\t\n\r \U0001f600"
+
+
+def _samples(count: int, longest: int) -> list[str]:
+    rng = random.Random(1176)
+    return [
+        "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, longest))) for _ in range(count)
+    ] + ["x", " x ", "a@b", "a@b\n", "a b@c", " " * 5, "y" * 100, " " + "y" * 100 + " "]
+
+
+def _accepts(check: Callable[..., object], *args: object, **kwargs: object) -> bool:
+    try:
+        check(*args, **kwargs)
+    except ValueError:
+        return False
+    return True
+
+
+def test_name_and_email_patterns_admit_exactly_what_the_service_accepts(openapi: Json) -> None:
+    schemas = openapi["components"]["schemas"]
+    name_pattern = schemas["UserCreate"]["properties"]["name"]["pattern"]
+    assert schemas["UserPatch"]["properties"]["name"]["pattern"] == name_pattern
+    for value in _samples(3000, 12) + ["z" * n for n in (99, 100, 101)]:
+        admitted = re.search(name_pattern, value) is not None
+        accepted = _accepts(trimmed, "name", value, min_length=1, max_length=100)
+        assert admitted == accepted, repr(value)
+
+    email = schemas["UserCreate"]["properties"]["email"]
+    for value in _samples(3000, 8):
+        # The document's pattern as a JSON Schema validator reads it (the whole string:
+        # `$` does not match before a final newline there), and the length bounds.
+        admitted = (
+            re.fullmatch(email["pattern"].removesuffix("$"), value) is not None
+            and email["minLength"] <= len(value) <= email["maxLength"]
+        )
+        accepted = _accepts(msgspec.convert, {"email": value}, _EmailOnly)
+        assert admitted == accepted, repr(value)
+
+
+class _EmailOnly(msgspec.Struct):
+    email: Email
+
+    def __post_init__(self) -> None:
+        address("email", self.email)
+
+
+def test_patch_bodies_need_a_change_and_current_password_goes_with_password(
+    openapi: Json,
+) -> None:
+    schemas = openapi["components"]["schemas"]
+    for name, fields in (
+        ("UserPatch", {"email", "name", "password"}),
+        ("PostPatch", {"title", "content", "published"}),
+    ):
+        assert schemas[name]["minProperties"] == 1
+        assert {tuple(branch["required"]) for branch in schemas[name]["anyOf"]} == {
+            (field,) for field in fields
+        }
+    assert schemas["UserPatch"]["dependentRequired"] == {"current_password": ["password"]}
+
+
+def test_a_user_with_posts_is_also_a_user_so_the_answer_is_any_of_them(openapi: Json) -> None:
+    answer = operations(openapi)[("GET", "/api/users/{id}")]["responses"]["200"]
+    schema = answer["content"]["application/json"]["schema"]
+    assert "oneOf" not in schema
+    assert {branch["$ref"].rsplit("/", 1)[1] for branch in schema["anyOf"]} == {
+        "User",
+        "UserWithPosts",
+    }
+
+
+def test_options_lists_every_method_the_document_has_for_the_path(
+    openapi: Json, client: Client
+) -> None:
+    some_id = "9a4f6c1e-3b8d-4f2a-9c7e-5d1b2a3c4e5f"
+    for path, item in openapi["paths"].items():
+        documented = {m.upper() for m in item if m in HTTP_METHODS} | {"OPTIONS"}
+        response = client.options(re.sub(r"\{[^}]+\}", some_id, path))
+        assert response.status_code == 204, (path, response.text)
+        allowed = {m.strip() for m in response.headers["allow"].split(",")}
+        assert allowed == documented, path

@@ -190,3 +190,21 @@ def test_openapi_declares_429_on_the_limited_routes(client: Client) -> None:
                 assert "429" in operation["responses"], (method, path)
             else:
                 assert "429" not in operation["responses"], (method, path)
+
+
+def test_refused_tokens_count_against_their_address_so_guessing_is_limited(
+    db_url: str,
+) -> None:
+    with limited_client(db_url, RAWPOST_RATE_LIMIT="3") as client:
+        for n, left in enumerate((2, 1, 0)):
+            refused = client.get("/api/posts", headers=bearer(f"guess-{n}"))
+            assert_problem(refused, 401)
+            # Answered inside the request context: a request id and the limit's headers.
+            assert refused.headers["x-request-id"]
+            assert refused.headers["x-content-type-options"] == "nosniff"
+            assert refused.headers["ratelimit"] == f'"api";r={left};t=60'
+        # The address is over: the next guess, and an anonymous request, are refused.
+        for headers in (bearer("guess-3"), {}):
+            over = client.get("/api/posts", headers=headers)
+            assert_problem(over, 429)
+            assert int(over.headers["retry-after"]) > 0

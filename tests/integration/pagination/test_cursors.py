@@ -4,9 +4,10 @@ others; forged cursors and bad limits are 400; a cursor is base64url."""
 from __future__ import annotations
 
 import base64
+import struct
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -107,7 +108,8 @@ CORRUPT_CURSORS = [
     _b64(b"garbage"),
     _b64(b"{}"),
     _b64(b"[1, 2]"),
-    _b64(b'["2025-01-01T00:00:00Z"]'),
+    "A" * 31,
+    "A" * 33,
     _b64(b'["yesterday", "00000000-0000-4000-8000-000000000000"]'),
     _b64(b'["2025-01-01T00:00:00Z", "not-a-uuid"]'),
     _b64(b'["2025-01-01T00:00:00", "00000000-0000-4000-8000-000000000000"]'),
@@ -140,6 +142,23 @@ def test_limit_outside_1_to_100_or_not_an_integer_is_400(client: Client, path: s
     for limit in ("0", "101", "-1", "ten", "1.5"):
         response = client.get(path.format(id=user["id"]), params={"limit": limit})
         assert_problem(response, 400)
+
+
+def test_a_made_up_cursor_of_the_right_shape_starts_the_page_after_its_position(
+    client: Client, db: DB
+) -> None:
+    # 32 base64url characters: created_at in microseconds since 1970, then the id.
+    insert_users(db, created_ats(3))
+    everyone = body_of(client.get("/api/users", params={"limit": "100"}), 200)["items"]
+    second = everyone[1]
+    micros = (parse_ts(second["created_at"]) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    )
+    raw = struct.pack(">q16s", micros, uuid.UUID(second["id"]).bytes)
+    cursor = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert len(cursor) == 32
+    page = body_of(client.get("/api/users", params={"cursor": cursor, "limit": "100"}), 200)
+    assert [u["id"] for u in page["items"]] == [u["id"] for u in everyone[2:]]
 
 
 def test_cursor_is_base64url(client: Client, db: DB) -> None:
