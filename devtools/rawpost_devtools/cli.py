@@ -1,5 +1,5 @@
 """The development commands `rawpost` gains in a source checkout (entry point
-`rawpost.commands`): contracts, sql check, seed, bench, migrate rehearse."""
+`rawpost.commands`): contracts, sql check, seed, bench, fuzz, migrate rehearse."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TypeVar
 import click
 
 from rawpost_devtools.bench import bench
+from rawpost_devtools.fuzz import fuzz
 from rawpost_devtools.seed import seed
 from service.clitools import command_target, or_exit
 
@@ -22,6 +23,7 @@ def register(main: click.Group) -> None:
     main.add_command(sql_group)
     main.add_command(seed)
     main.add_command(bench)
+    main.add_command(fuzz)
     migrate = main.commands["migrate"]
     assert isinstance(migrate, click.Group)
     migrate.add_command(rehearse)

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -58,8 +58,15 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
 
 
 @contextmanager
-def server(url: str, *, start: bool | None, database_url: str | None) -> Iterator[None]:
-    """Use the server answering at `url`, or start `rawpost serve` there (and stop it)."""
+def server(
+    url: str,
+    *,
+    start: bool | None,
+    database_url: str | None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[None]:
+    """Use the server answering at `url`, or start `rawpost serve` there (and stop it),
+    with `env` added to this process's environment."""
     host, port = check_loopback(url)
     if http_status(f"{url}/health/live") is not None:
         if start:
@@ -71,7 +78,7 @@ def server(url: str, *, start: bool | None, database_url: str | None) -> Iterato
         return
     if start is False:
         raise click.ClickException(f"no server answers at {url} (and --no-serve was given)")
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     if database_url:
         env["DATABASE_URL"] = database_url
     # Every benchmark request comes from one address (and sign-ins from a few emails):
