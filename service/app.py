@@ -60,6 +60,9 @@ Users and their posts over PostgreSQL.
 * Lists are keyset-paginated, newest first by `(created_at, id)`; pass `next_cursor` back
   as `cursor`. A cursor is 32 base64url characters: any string of that shape names a
   position (a made-up one only starts the page elsewhere); anything else is a 400.
+* One user or post comes with an `ETag`: send it back in `If-None-Match` on a read (304,
+  no body, when unchanged) or in `If-Match` on `PATCH`, `DELETE` and restore (412 when
+  the row changed since, decided inside the write itself: no lost update).
 * Errors are RFC 9457 problem documents (`application/problem+json`); validation
   failures list `errors: [{field, message}]`. 503 responses carry `Retry-After`.
 * Accounts: sign up with `POST /api/users`, sign in with `POST /api/auth/token` (or the
@@ -138,7 +141,13 @@ def cors_config(settings: Settings) -> CORSConfig | None:
     return CORSConfig(
         allow_origins=origins,
         allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-Match",
+            "If-None-Match",
+        ],
         expose_headers=CORS_EXPOSED,
     )
 
@@ -195,7 +204,11 @@ def create_app(settings: Settings) -> Litestar:
 
     def request_context(app: ASGIApp) -> ASGIApp:
         return request_context_middleware(
-            app, access_log=settings.access_log, in_flight=in_flight, allowed_hosts=hosts
+            app,
+            access_log=settings.access_log,
+            in_flight=in_flight,
+            allowed_hosts=hosts,
+            public_max_age=settings.public_max_age,
         )
 
     app = Litestar(

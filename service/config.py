@@ -52,6 +52,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # closed), and the Host headers served ("*": any).
     cors_origins: str = ""
     allowed_hosts: str = "*"
+    # PATCH, DELETE and restore without If-Match: 428 (docs/security.md, "Conditional
+    # requests").
+    require_if_match: bool = False
+    # How long a shared cache may reuse an answer to a read without a token before it
+    # revalidates it (0: every time). docs/security.md, "Conditional requests".
+    public_max_age: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 0
     log_level: LogLevel = "INFO"
     pool_max_lifetime: Seconds = 1800.0
     statement_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 100
@@ -115,6 +121,8 @@ ENV_NAMES: Mapping[str, str] = {
     "header_timeout": "RAWPOST_HEADER_TIMEOUT",
     "cors_origins": "RAWPOST_CORS_ORIGINS",
     "allowed_hosts": "RAWPOST_ALLOWED_HOSTS",
+    "require_if_match": "RAWPOST_REQUIRE_IF_MATCH",
+    "public_max_age": "RAWPOST_PUBLIC_MAX_AGE",
     "log_level": "RAWPOST_LOG_LEVEL",
     "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
     "statement_cache_size": "RAWPOST_STATEMENT_CACHE_SIZE",

@@ -68,6 +68,14 @@ class UnprocessableError(DomainError):
     status, slug, title = 422, "unprocessable", "Unprocessable Content"
 
 
+class PreconditionFailedError(DomainError):
+    status, slug, title = 412, "precondition-failed", "Precondition Failed"
+
+
+class PreconditionRequiredError(DomainError):
+    status, slug, title = 428, "precondition-required", "Precondition Required"
+
+
 class TooManyRequestsError(DomainError):
     status, slug, title = 429, "too-many-requests", "Too Many Requests"
 
@@ -215,7 +223,9 @@ _TITLES = {
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    412: "Precondition Failed",
     422: "Unprocessable Content",
+    428: "Precondition Required",
     429: "Too Many Requests",
 }
 
@@ -240,7 +250,10 @@ _DOCUMENTED = {
     404: "The row does not exist, is soft-deleted, or is a draft the caller may not see.",
     409: "Unique violation: the email is already used by a live user (ignoring case).",
     413: "The request body is over the configured limit (RAWPOST_BODY_LIMIT, default 1 MiB).",
+    412: "`If-Match` named none of the current representation's versions: the row changed"
+    " since the caller read it (decided inside the write statement). Read it again.",
     422: "Well-formed but semantically invalid, e.g. a post for an author that does not exist.",
+    428: "RAWPOST_REQUIRE_IF_MATCH is on and the request has no `If-Match`.",
     429: "Over a rate limit (RAWPOST_RATE_LIMIT per caller on every /api route; sign-ins per"
     " email, sign-ups per address): retry after the `Retry-After` seconds. Every /api"
     " response carries `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-"
@@ -270,6 +283,8 @@ __all__ = [
     "FieldError",
     "ForbiddenError",
     "NotFoundError",
+    "PreconditionFailedError",
+    "PreconditionRequiredError",
     "Problem",
     "TooManyRequestsError",
     "UnauthorizedError",

@@ -203,10 +203,12 @@ def request_context_middleware(
     access_log: str,
     in_flight: InFlight | None = None,
     allowed_hosts: AllowedHosts | None = None,
+    public_max_age: int = 0,
 ) -> ASGIApp:
     """Request id (X-Request-ID, propagated or created), Server-Timing, the security
-    headers (nosniff everywhere; under /api `Vary: Authorization`, and `Cache-Control:
-    no-store` on answers to a request with a token), metrics, and an access-log line:
+    headers (nosniff everywhere; under /api `Vary: Authorization` and `Cache-Control`:
+    `no-store` on answers to a token or to a write, `no-cache` (or `public,
+    max-age=public_max_age`) on reads without a token), metrics, and an access-log line:
     for every request (`all`), for responses of 500 and more (`errors`), or none
     (`off`). A line per request costs about a sixth of the
     throughput (docs/performance.md); the metrics count every request anyway.
@@ -223,6 +225,8 @@ def request_context_middleware(
 
     Litestar runs it after routing, so `path_template` names the matched route.
     """
+    private = b"no-store"
+    public = b"no-cache" if public_max_age == 0 else b"public, max-age=%d" % public_max_age
     log_all = access_log == "all"
     log_errors = access_log != "off"
     flight = in_flight if in_flight is not None else InFlight(0)
@@ -251,6 +255,7 @@ def request_context_middleware(
             elif name == b"host":
                 host = value
         api = route.startswith("/api")
+        read = method in ("GET", "HEAD")
         docs = route.startswith("/schema")
         request_id = incoming[:128] if incoming.isprintable() and incoming else new_request_id()
         ctx = RequestContext(request_id)
@@ -278,8 +283,14 @@ def request_context_middleware(
                     # What /api answers can depend on the caller (emails, drafts): caches
                     # must key on Authorization, and never store an answer to a token.
                     headers.append((b"vary", b"Authorization"))
-                    if signed and not any(k == b"cache-control" for k, _ in headers):
-                        headers.append((b"cache-control", b"no-store"))
+                    if not any(k == b"cache-control" for k, _ in headers):
+                        # An answer to a token is the caller's, and one to a write may hold
+                        # an email: no cache may keep them. A read without a token may be
+                        # kept, and revalidated (its ETag) before each reuse, or after
+                        # RAWPOST_PUBLIC_MAX_AGE seconds.
+                        headers.append(
+                            (b"cache-control", private if signed or not read else public)
+                        )
             await send(message)
 
         counted = api and not flight.full()

@@ -36,11 +36,11 @@ PEERS = ("ada", "bob")
 # account it admits would create a draft as ada and delete it as bob (a correct 404 that
 # schemathesis reports as "created resource not found").
 RUNS = ("ada", "admin")
-# What a schema-valid request may be answered: schemathesis's default, plus 422. The
-# contract's 422 is a well-formed request that the data makes invalid (a post for an
-# author that does not exist, an Idempotency-Key already used with another body):
-# nothing a document can state.
-ACCEPTED = ("2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx")
+# What a schema-valid request may be answered: schemathesis's default, plus 412 and 422.
+# Both are a well-formed request that the stored data makes fail: 412, an If-Match naming
+# a version the row no longer has; 422, a post for an author that does not exist, or an
+# Idempotency-Key already used with another body. Nothing a document can state.
+ACCEPTED = ("2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx")
 
 
 def _post_json(url: str, body: dict[str, Any]) -> tuple[int, bytes]:

@@ -86,8 +86,20 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 _VALID_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 
+# An If-Match the fuzzer makes up names a version the row never had: every such write is
+# a 412 (tested in tests/integration/test_conditional_requests.py) and the write behind
+# it goes untested. Such values are left out; `*`, and values past the documented
+# 2,000 characters (a 400), are sent.
+IF_MATCH = "If-Match"
+IF_MATCH_MAX = 2000
+
+
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: Any) -> None:
-    key = (case.headers or {}).get(IDEMPOTENCY_KEY)
+    headers = case.headers or {}
+    key = headers.get(IDEMPOTENCY_KEY)
     if isinstance(key, str) and _VALID_KEY.fullmatch(key):
         case.headers[IDEMPOTENCY_KEY] = uuid.uuid4().hex
+    tag = headers.get(IF_MATCH)
+    if isinstance(tag, str) and tag.strip() != "*" and len(tag) <= IF_MATCH_MAX:
+        del case.headers[IF_MATCH]

@@ -7,6 +7,6 @@ Row types: a statement returning exactly a table's columns (names, order, types,
 nullability) returns that table's Struct from rows.py; statements returning the same
 columns share one Struct, named after their noun (the shortest statement name without
 its verb: `get_user`, `list_users` -> `UserRow`) or, when a table's Struct or a shape
-more statements share has that name, after the first of them (`GetUserRow`); any other
+more statements share has that name, after the first of them (`InsertUserRow`); any other
 statement returns its own `<Statement>Row`.
 """

@@ -16,7 +16,7 @@ from service.db.statements import Executor
 from service.sql import query
 
 _DELETE_POST = query(
-    "posts/delete_post", "f40e92446c8334fc76db53698d9594d3aba76042cecdd58c1143943a1d84e0b3"
+    "posts/delete_post", "295e909cd09f679a242af514adc15eec884865b71a1eed3f2b7629c44783260c"
 )
 _GET_POST = query(
     "posts/get_post", "de132a5a9e361f5472ed8148e261f6800f14f9c5054dae040184f0c1651c2338"
@@ -31,10 +31,10 @@ _LIST_USER_POSTS = query(
     "posts/list_user_posts", "884291feff9e9fde912b57e34b94d6c52ff6742993368647481b5b49dbce9615"
 )
 _RESTORE_POST = query(
-    "posts/restore_post", "70e10c31b38ecaa37003812b253be53e5e4d4c123fc89face296397ef6f7a312"
+    "posts/restore_post", "09fac6f110577e70ab78ba8b5a1551c91a030793848bcbf79d0beec8bb66f80d"
 )
 _UPDATE_POST = query(
-    "posts/update_post", "9179cf8f083f4481d2e23229597b70e286192b43454b573b95f58ae1915c13f7"
+    "posts/update_post", "308e842777fc3cf0b37e7ab47d75698bbff755cefe1c659bcd6d7a15bfc62430"
 )
 
 
@@ -43,15 +43,21 @@ class DeletePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
     allowed: bool
     visible: bool
+    matched: bool
     id: uuid.UUID | None
 
 
 async def delete_post(
-    conn: Executor, *, caller_id: uuid.UUID, is_admin: bool, post_id: uuid.UUID
+    conn: Executor,
+    *,
+    caller_id: uuid.UUID,
+    is_admin: bool,
+    if_match: list[datetime.datetime] | None,
+    post_id: uuid.UUID,
 ) -> DeletePostRow | None:
     """posts/delete_post.sql: soft-delete a live post (of a live author) when the caller is
     its author or an admin."""
-    row = await conn.fetchrow(_DELETE_POST, caller_id, is_admin, post_id)
+    row = await conn.fetchrow(_DELETE_POST, caller_id, is_admin, if_match, post_id)
     return None if row is None else msgspec.convert(tuple(row), DeletePostRow)
 
 
@@ -148,6 +154,7 @@ class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True)
 
     allowed: bool
     visible: bool
+    matched: bool
     id: uuid.UUID | None
     author_id: uuid.UUID | None
     title: str | None
@@ -159,11 +166,16 @@ class RestorePostRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True)
 
 
 async def restore_post(
-    conn: Executor, *, caller_id: uuid.UUID, is_admin: bool, post_id: uuid.UUID
+    conn: Executor,
+    *,
+    caller_id: uuid.UUID,
+    is_admin: bool,
+    if_match: list[datetime.datetime] | None,
+    post_id: uuid.UUID,
 ) -> RestorePostRow | None:
     """posts/restore_post.sql: bring back a soft-deleted post of a live author when the
     caller is its author or an admin (a live post is returned unchanged)."""
-    row = await conn.fetchrow(_RESTORE_POST, caller_id, is_admin, post_id)
+    row = await conn.fetchrow(_RESTORE_POST, caller_id, is_admin, if_match, post_id)
     return None if row is None else msgspec.convert(tuple(row), RestorePostRow)
 
 
@@ -172,6 +184,7 @@ async def update_post(
     *,
     caller_id: uuid.UUID,
     is_admin: bool,
+    if_match: list[datetime.datetime] | None,
     post_id: uuid.UUID,
     title: str | None,
     content: str | None,
@@ -179,5 +192,7 @@ async def update_post(
 ) -> RestorePostRow | None:
     """posts/update_post.sql: change a live post (of a live author) when the caller is its
     author or an admin; updated_at moves."""
-    row = await conn.fetchrow(_UPDATE_POST, caller_id, is_admin, post_id, title, content, published)
+    row = await conn.fetchrow(
+        _UPDATE_POST, caller_id, is_admin, if_match, post_id, title, content, published
+    )
     return None if row is None else msgspec.convert(tuple(row), RestorePostRow)

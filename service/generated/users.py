@@ -16,7 +16,7 @@ from service.db.statements import Executor
 from service.sql import query
 
 _DELETE_USER = query(
-    "users/delete_user", "19f8efe146cfc885af8be87bd5018c5d3ae1e2e13ef3f085b7ba8935771238f4"
+    "users/delete_user", "e16c62e9a8cb9212ed23a7f2f3983be05916eca82ed69170a9d3c252ebbd3c65"
 )
 _GET_USER = query(
     "users/get_user", "42e70e19aaaeaac9019c2b8d32413c4c79b1afcbfc809f7af7acb68e5e9829a1"
@@ -34,26 +34,36 @@ _LIST_USERS_BY_EMAIL = query(
     "users/list_users_by_email", "56f25f02b6402d39c8af54bb911adc1d9843379849616793d0fa1e0aeb9824a2"
 )
 _RESTORE_USER = query(
-    "users/restore_user", "d247b02fc66d4ed8d21987dcb2e2f7b9f30655e8246e0fc2569580b1fdb7c274"
+    "users/restore_user", "d19662206cf540a7a493770a1b8951c15796021b76da58657b90c7074ba93e44"
 )
 _UPDATE_USER = query(
-    "users/update_user", "da3d14704c5a57b5b6312c4730307acf92381f57985a606276f0ba8e50ca1cd4"
+    "users/update_user", "16fec1c83e7bf786bb21b94540c78f12f7173bda8d8c530bbf8f33c03d7de5bb"
 )
 _UPDATE_USER_PASSWORD = query(
-    "users/update_user_password", "c8c4c2b64aa8c39bbeeba6a27c7a29ee6933e564f164670035b54642514dbc57"
+    "users/update_user_password", "c1d4e02e09a2018bd327ae541e2d50fe09cd79d42f68f882a47a2c70da42a424"
 )
 _UPDATE_USER_ROLE = query(
     "users/update_user_role", "144882d1af6bb7a3ce5aa63fa5b576828d6f56b5cdfd105c24b99603e8c56f07"
 )
 
 
-async def delete_user(conn: Executor, *, user_id: uuid.UUID) -> uuid.UUID | None:
+class DeleteUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of users/delete_user."""
+
+    matched: bool
+    id: uuid.UUID | None
+
+
+async def delete_user(
+    conn: Executor, *, if_match: list[datetime.datetime] | None, user_id: uuid.UUID
+) -> DeleteUserRow | None:
     """users/delete_user.sql: soft-delete a live user (their posts vanish from reads with
     them)."""
-    return msgspec.convert(await conn.fetchval(_DELETE_USER, user_id), uuid.UUID | None)
+    row = await conn.fetchrow(_DELETE_USER, if_match, user_id)
+    return None if row is None else msgspec.convert(tuple(row), DeleteUserRow)
 
 
-class GetUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+class UserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of users/get_user and list_users."""
 
     id: uuid.UUID
@@ -65,10 +75,10 @@ class GetUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 async def get_user(
     conn: Executor, *, caller_id: uuid.UUID | None, is_admin: bool, user_id: uuid.UUID
-) -> GetUserRow | None:
+) -> UserRow | None:
     """users/get_user.sql: one live user; its email only for the user itself and admins."""
     row = await conn.fetchrow(_GET_USER, caller_id, is_admin, user_id)
-    return None if row is None else msgspec.convert(tuple(row), GetUserRow)
+    return None if row is None else msgspec.convert(tuple(row), UserRow)
 
 
 class GetUserWithPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -91,8 +101,8 @@ async def get_user_with_posts(
     return None if row is None else msgspec.convert(tuple(row), GetUserWithPostsRow)
 
 
-class UserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
-    """A row of users/insert_user, list_users_by_email, restore_user and update_user."""
+class InsertUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of users/insert_user and list_users_by_email."""
 
     id: uuid.UUID
     email: str
@@ -103,10 +113,10 @@ class UserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 async def insert_user(
     conn: Executor, *, email: str, name: str, password_hash: str
-) -> UserRow | None:
+) -> InsertUserRow | None:
     """users/insert_user.sql: create a user."""
     row = await conn.fetchrow(_INSERT_USER, email, name, password_hash)
-    return None if row is None else msgspec.convert(tuple(row), UserRow)
+    return None if row is None else msgspec.convert(tuple(row), InsertUserRow)
 
 
 async def list_users(
@@ -117,10 +127,10 @@ async def list_users(
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
-) -> list[GetUserRow]:
+) -> list[UserRow]:
     """users/list_users.sql: a page of live users, newest first (keyset on created_at, id)."""
     return [
-        msgspec.convert(tuple(row), GetUserRow)
+        msgspec.convert(tuple(row), UserRow)
         for row in await conn.fetch(
             _LIST_USERS, caller_id, is_admin, before_created_at, before_id, limit
         )
@@ -134,38 +144,55 @@ async def list_users_by_email(
     before_created_at: datetime.datetime | None,
     before_id: uuid.UUID | None,
     limit: int,
-) -> list[UserRow]:
+) -> list[InsertUserRow]:
     """users/list_users_by_email.sql: the page of live users whose email equals :email,
     ignoring case (at most one row: live emails are unique case-insensitively). Admins
     only: the route's guard refuses everybody else, so the email is always shown."""
     return [
-        msgspec.convert(tuple(row), UserRow)
+        msgspec.convert(tuple(row), InsertUserRow)
         for row in await conn.fetch(
             _LIST_USERS_BY_EMAIL, email, before_created_at, before_id, limit
         )
     ]
 
 
-async def restore_user(conn: Executor, *, user_id: uuid.UUID) -> UserRow | None:
+class RestoreUserRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of users/restore_user and update_user."""
+
+    matched: bool
+    id: uuid.UUID | None
+    email: str | None
+    name: str | None
+    created_at: datetime.datetime | None
+    updated_at: datetime.datetime | None
+
+
+async def restore_user(
+    conn: Executor, *, if_match: list[datetime.datetime] | None, user_id: uuid.UUID
+) -> RestoreUserRow | None:
     """users/restore_user.sql: bring back a soft-deleted user (a live one is returned
     unchanged)."""
-    row = await conn.fetchrow(_RESTORE_USER, user_id)
-    return None if row is None else msgspec.convert(tuple(row), UserRow)
+    row = await conn.fetchrow(_RESTORE_USER, if_match, user_id)
+    return None if row is None else msgspec.convert(tuple(row), RestoreUserRow)
 
 
 async def update_user(
     conn: Executor,
     *,
+    if_match: list[datetime.datetime] | None,
     user_id: uuid.UUID,
-    password_hash: str | None,
-    keep_family: uuid.UUID | None,
     email: str | None,
     name: str | None,
-) -> UserRow | None:
+    password_hash: str | None,
+    keep_family: uuid.UUID | None,
+) -> RestoreUserRow | None:
     """users/update_user.sql: change a live user's email, name and/or password; updated_at
-    moves. A new password revokes every login of the user except the caller's own."""
-    row = await conn.fetchrow(_UPDATE_USER, user_id, password_hash, keep_family, email, name)
-    return None if row is None else msgspec.convert(tuple(row), UserRow)
+    moves forward (it is the ETag's version). A new password revokes every login of the
+    user except the caller's own."""
+    row = await conn.fetchrow(
+        _UPDATE_USER, if_match, user_id, email, name, password_hash, keep_family
+    )
+    return None if row is None else msgspec.convert(tuple(row), RestoreUserRow)
 
 
 async def update_user_password(

@@ -16,6 +16,7 @@ import msgspec
 from litestar import Response
 from litestar.params import HeaderParameter
 
+from service.conditional import tagged
 from service.db.session import Session
 from service.db.statements import Executor
 from service.errors import ConflictError, UnprocessableError
@@ -44,10 +45,12 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 def _response(status: int, body: bytes, location: str | None, replayed: bool) -> Response[Any]:
+    # Every route behind idempotent() answers one resource: it gets its ETag (a replay,
+    # the first answer's).
     headers = {"Location": location} if location else {}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    return Response(msgspec.Raw(body), status_code=status, headers=headers)
+    return tagged(body, status=status, headers=headers)
 
 
 async def idempotent(

@@ -14,6 +14,7 @@ from uuid import UUID
 import msgspec
 
 from service.auth.schemas import Caller, viewer
+from service.conditional import Versions, changed_since_read
 from service.db.statements import Executor
 from service.errors import ForbiddenError, NotFoundError, UnprocessableError
 from service.generated import posts as q
@@ -31,15 +32,23 @@ class _Decision(Protocol):
     @property
     def visible(self) -> bool: ...
     @property
+    def matched(self) -> bool: ...
+    @property
     def id(self) -> UUID | None: ...
 
 
-def _acted(row: _Decision | None, post_id: UUID, not_found: NotFoundError) -> None:
+def _acted(
+    row: _Decision | None, post_id: UUID, not_found: NotFoundError, if_match: Versions
+) -> None:
     """Raise unless the statement changed the post."""
     if row is None or not row.visible:
         raise not_found
     if not row.allowed:
         raise ForbiddenError("only the post's author or an admin may change it")
+    if not row.matched or (row.id is None and if_match is not None):
+        # Changed since the caller read it: before this statement, or while it waited
+        # for the row's lock (the UPDATE rechecks If-Match on the locked row).
+        raise changed_since_read(f"post {post_id}")
     if row.id is None:  # deleted concurrently
         raise not_found
 
@@ -113,6 +122,7 @@ async def update_post(
     title: str | None,
     content: str | None,
     published: bool | None,
+    if_match: Versions = None,
 ) -> Post:
     row = await q.update_post(
         conn,
@@ -122,17 +132,27 @@ async def update_post(
         title=title,
         content=content,
         published=published,
+        if_match=if_match,
     )
-    _acted(row, post_id, _not_found(post_id))
+    _acted(row, post_id, _not_found(post_id), if_match)
     return msgspec.convert(row, Post, from_attributes=True)
 
 
-async def delete_post(conn: Executor, *, caller: Caller, post_id: UUID) -> None:
-    row = await q.delete_post(conn, post_id=post_id, caller_id=caller.id, is_admin=caller.is_admin)
-    _acted(row, post_id, _not_found(post_id))
+async def delete_post(
+    conn: Executor, *, caller: Caller, post_id: UUID, if_match: Versions = None
+) -> None:
+    row = await q.delete_post(
+        conn, post_id=post_id, caller_id=caller.id, is_admin=caller.is_admin, if_match=if_match
+    )
+    _acted(row, post_id, _not_found(post_id), if_match)
 
 
-async def restore_post(conn: Executor, *, caller: Caller, post_id: UUID) -> Post:
-    row = await q.restore_post(conn, post_id=post_id, caller_id=caller.id, is_admin=caller.is_admin)
-    _acted(row, post_id, NotFoundError(f"post {post_id} not found, or its author is deleted"))
+async def restore_post(
+    conn: Executor, *, caller: Caller, post_id: UUID, if_match: Versions = None
+) -> Post:
+    row = await q.restore_post(
+        conn, post_id=post_id, caller_id=caller.id, is_admin=caller.is_admin, if_match=if_match
+    )
+    missing = NotFoundError(f"post {post_id} not found, or its author is deleted")
+    _acted(row, post_id, missing, if_match)
     return msgspec.convert(row, Post, from_attributes=True)

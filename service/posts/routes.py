@@ -9,6 +9,14 @@ from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
 from service.auth.security import PUBLIC, SIGNED_IN, CallerRequest, SignedInRequest, signed_in
+from service.conditional import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    IfMatch,
+    IfNoneMatch,
+    if_match_versions,
+    tagged,
+)
 from service.db.session import ConnectionDep
 from service.db.statements import Executor
 from service.errors import problem_responses
@@ -36,6 +44,7 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     guards=[signed_in],
     security=SIGNED_IN,
     responses=problem_responses(401, 403, 413, 422),
+    response_headers=ETAG_HEADER,
 )
 async def create_post(
     conn: ConnectionDep,
@@ -102,10 +111,17 @@ async def list_posts(
     summary="Get a visible post",
     description="A draft only for its author and admins (404 for everybody else).",
     security=PUBLIC,
-    responses=problem_responses(401, 404),
+    responses={**problem_responses(401, 404), **NOT_MODIFIED},
+    response_headers=ETAG_HEADER,
 )
-async def get_post(conn: ConnectionDep, request: CallerRequest, post_id: PostId) -> Post:
-    return await repository.get_post(conn, post_id=post_id, caller=request.user)
+async def get_post(
+    conn: ConnectionDep,
+    request: CallerRequest,
+    post_id: PostId,
+    if_none_match: IfNoneMatch = None,
+) -> Response[Post]:
+    post = await repository.get_post(conn, post_id=post_id, caller=request.user)
+    return tagged(post, if_none_match=if_none_match)
 
 
 @patch(
@@ -115,7 +131,8 @@ async def get_post(conn: ConnectionDep, request: CallerRequest, post_id: PostId)
     " draft). Fields left out keep their value; `updated_at` moves.",
     guards=[signed_in],
     security=SIGNED_IN,
-    responses=problem_responses(401, 403, 404, 413),
+    responses=problem_responses(401, 403, 404, 412, 413, 428),
+    response_headers=ETAG_HEADER,
 )
 async def update_post(
     conn: ConnectionDep,
@@ -123,16 +140,19 @@ async def update_post(
     post_id: PostId,
     data: JSONBody[PostPatch],
     body: RawBody,
-) -> Post:
+    if_match: IfMatch = None,
+) -> Response[Post]:
     data = strict_json(body, PostPatch)
-    return await repository.update_post(
+    post = await repository.update_post(
         conn,
         caller=request.user,
         post_id=post_id,
         title=given(data.title),
         content=given(data.content),
         published=given(data.published),
+        if_match=if_match_versions(request, if_match),
     )
+    return tagged(post)
 
 
 @delete(
@@ -141,10 +161,13 @@ async def update_post(
     description="Its author or an admin (403 for others on a published post, 404 on a draft).",
     guards=[signed_in],
     security=SIGNED_IN,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 412, 428),
 )
-async def delete_post(conn: ConnectionDep, request: SignedInRequest, post_id: PostId) -> None:
-    await repository.delete_post(conn, caller=request.user, post_id=post_id)
+async def delete_post(
+    conn: ConnectionDep, request: SignedInRequest, post_id: PostId, if_match: IfMatch = None
+) -> None:
+    versions = if_match_versions(request, if_match)
+    await repository.delete_post(conn, caller=request.user, post_id=post_id, if_match=versions)
 
 
 @post(
@@ -156,7 +179,8 @@ async def delete_post(conn: ConnectionDep, request: SignedInRequest, post_id: Po
     " author is soft-deleted (restore the user first).",
     guards=[signed_in],
     security=SIGNED_IN,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 412, 422, 428),
+    response_headers=ETAG_HEADER,
 )
 async def restore_post(
     conn: ConnectionDep,
@@ -164,9 +188,15 @@ async def restore_post(
     post_id: PostId,
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[Post]:
+    versions = if_match_versions(request, if_match)
+
     async def run(c: Executor) -> Outcome:
-        return Outcome(200, await repository.restore_post(c, caller=request.user, post_id=post_id))
+        post = await repository.restore_post(
+            c, caller=request.user, post_id=post_id, if_match=versions
+        )
+        return Outcome(200, post)
 
     route = f"POST /api/posts/{post_id}/restore as {request.user.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from service.auth.callers import Callers
 from service.auth.passwords import Passwords
 from service.auth.schemas import Caller, viewer
 from service.auth.security import require_admin
+from service.conditional import Versions, changed_since_read
 from service.db.statements import Executor
 from service.errors import (
     ConflictError,
@@ -80,6 +83,7 @@ async def update_user(
     caller: Caller,
     passwords: Passwords,
     session_id: uuid.UUID | None,
+    if_match: Versions = None,
 ) -> User:
     """Change a user (the route's guard let only the user itself or an admin through).
 
@@ -111,29 +115,51 @@ async def update_user(
             name=given(patch.name),
             password_hash=password_hash,
             keep_family=session_id if caller.id == user_id else None,
+            if_match=if_match,
         )
     except asyncpg.UniqueViolationError:
         raise ConflictError(_EMAIL_TAKEN) from None
-    if updated is None:
+    # After _acted the row has its columns (they are NULL only when nothing changed).
+    return msgspec.convert(_acted(updated, user_id, if_match), User, from_attributes=True)
+
+
+class _Decision(Protocol):
+    @property
+    def matched(self) -> bool: ...
+    @property
+    def id(self) -> UUID | None: ...
+
+
+D = TypeVar("D", bound=_Decision)
+
+
+def _acted(row: D | None, user_id: UUID, if_match: Versions) -> D:
+    """The statement's row when it changed the user; 404 or 412 otherwise."""
+    if row is None:
         raise not_found(user_id)
-    return user_from(updated)
+    if not row.matched or (row.id is None and if_match is not None):
+        # Changed since the caller read it: before this statement, or while it waited
+        # for the row's lock (the UPDATE rechecks If-Match on the locked row).
+        raise changed_since_read(f"user {user_id}")
+    if row.id is None:  # deleted concurrently
+        raise not_found(user_id)
+    return row
 
 
-async def delete_user(conn: Executor, callers: Callers, *, user_id: UUID) -> None:
+async def delete_user(
+    conn: Executor, callers: Callers, *, user_id: UUID, if_match: Versions = None
+) -> None:
     """Soft-delete; the trigger on users revokes every token of the user (docs/security.md)."""
-    if await q.delete_user(conn, user_id=user_id) is None:
-        raise not_found(user_id)
+    _acted(await q.delete_user(conn, user_id=user_id, if_match=if_match), user_id, if_match)
     callers.forget(user_id)  # here at once; other workers at their next poll
 
 
-async def restore_user(conn: Executor, *, user_id: UUID) -> User:
+async def restore_user(conn: Executor, *, user_id: UUID, if_match: Versions = None) -> User:
     try:
-        row = await q.restore_user(conn, user_id=user_id)
+        row = await q.restore_user(conn, user_id=user_id, if_match=if_match)
     except asyncpg.UniqueViolationError:
         raise ConflictError("cannot restore: its email is now used by another live user") from None
-    if row is None:
-        raise not_found(user_id)
-    return user_from(row)
+    return msgspec.convert(_acted(row, user_id, if_match), User, from_attributes=True)
 
 
 async def update_user_role(conn: Executor, *, email: str, role: str) -> UUID | None:

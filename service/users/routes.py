@@ -19,6 +19,14 @@ from service.auth.security import (
     signed_in,
 )
 from service.auth.tokens import session_of
+from service.conditional import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    IfMatch,
+    IfNoneMatch,
+    if_match_versions,
+    tagged,
+)
 from service.db.session import ConnectionDep
 from service.db.statements import Executor
 from service.errors import problem_responses
@@ -58,6 +66,7 @@ Published = Annotated[bool | None, Parameter(description="Only posts with this f
     " (RAWPOST_SIGNUP_RATE_LIMIT an hour; an admin's are not counted): 429.",
     security=PUBLIC,
     responses=problem_responses(401, 409, 413, 422),
+    response_headers=ETAG_HEADER,
 )
 async def create_user(
     conn: ConnectionDep,
@@ -111,10 +120,14 @@ async def list_users(
     description="The caller's own user, email included.",
     guards=[signed_in],
     security=SIGNED_IN,
-    responses=problem_responses(401, 404),
+    responses={**problem_responses(401, 404), **NOT_MODIFIED},
+    response_headers=ETAG_HEADER,
 )
-async def get_me(conn: ConnectionDep, request: SignedInRequest) -> User:
-    return await repository.get_user(conn, user_id=request.user.id, caller=request.user)
+async def get_me(
+    conn: ConnectionDep, request: SignedInRequest, if_none_match: IfNoneMatch = None
+) -> Response[User]:
+    user = await repository.get_user(conn, user_id=request.user.id, caller=request.user)
+    return tagged(user, if_none_match=if_none_match)
 
 
 @get(
@@ -123,14 +136,22 @@ async def get_me(conn: ConnectionDep, request: SignedInRequest) -> User:
     description="The email only for the user itself and admins; `?include=posts` embeds the"
     " 20 newest posts the caller may see (drafts only for their author and admins).",
     security=PUBLIC,
-    responses=problem_responses(401, 404),
+    responses={**problem_responses(401, 404), **NOT_MODIFIED},
+    response_headers=ETAG_HEADER,
 )
 async def get_user(
-    conn: ConnectionDep, request: CallerRequest, user_id: UserId, include: Include = None
-) -> User | UserWithPosts:
+    conn: ConnectionDep,
+    request: CallerRequest,
+    user_id: UserId,
+    include: Include = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response[User | UserWithPosts]:
+    user: User | UserWithPosts
     if include == "posts":
-        return await repository.get_user_with_posts(conn, user_id=user_id, caller=request.user)
-    return await repository.get_user(conn, user_id=user_id, caller=request.user)
+        user = await repository.get_user_with_posts(conn, user_id=user_id, caller=request.user)
+    else:
+        user = await repository.get_user(conn, user_id=user_id, caller=request.user)
+    return tagged(user, if_none_match=if_none_match)
 
 
 @patch(
@@ -142,7 +163,8 @@ async def get_user(
     " user's other logins' refresh tokens.",
     guards=[owner_or_admin],
     security=SIGNED_IN,
-    responses=problem_responses(401, 403, 404, 409, 413),
+    responses=problem_responses(401, 403, 404, 409, 412, 413, 428),
+    response_headers=ETAG_HEADER,
 )
 async def update_user(
     conn: ConnectionDep,
@@ -151,16 +173,19 @@ async def update_user(
     user_id: UserId,
     data: JSONBody[UserPatch],
     body: RawBody,
-) -> User:
+    if_match: IfMatch = None,
+) -> Response[User]:
     data = strict_json(body, UserPatch)
-    return await repository.update_user(
+    user = await repository.update_user(
         conn,
         user_id=user_id,
         patch=data,
         caller=request.user,
         passwords=issuer.passwords,
         session_id=session_of(request.auth),
+        if_match=if_match_versions(request, if_match),
     )
+    return tagged(user)
 
 
 @delete(
@@ -170,10 +195,17 @@ async def update_user(
     " every read until restored; every token of the user is revoked.",
     guards=[owner_or_admin],
     security=SIGNED_IN,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 412, 428),
 )
-async def delete_user(conn: ConnectionDep, callers: CallersDep, user_id: UserId) -> None:
-    await repository.delete_user(conn, callers, user_id=user_id)
+async def delete_user(
+    conn: ConnectionDep,
+    callers: CallersDep,
+    request: SignedInRequest,
+    user_id: UserId,
+    if_match: IfMatch = None,
+) -> None:
+    versions = if_match_versions(request, if_match)
+    await repository.delete_user(conn, callers, user_id=user_id, if_match=versions)
 
 
 @post(
@@ -185,7 +217,8 @@ async def delete_user(conn: ConnectionDep, callers: CallersDep, user_id: UserId)
     " stay revoked.",
     guards=[admin_only],
     security=SIGNED_IN,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 412, 422, 428),
+    response_headers=ETAG_HEADER,
 )
 async def restore_user(
     conn: ConnectionDep,
@@ -193,9 +226,12 @@ async def restore_user(
     user_id: UserId,
     body: RawBody,
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[User]:
+    versions = if_match_versions(request, if_match)
+
     async def run(c: Executor) -> Outcome:
-        return Outcome(200, await repository.restore_user(c, user_id=user_id))
+        return Outcome(200, await repository.restore_user(c, user_id=user_id, if_match=versions))
 
     route = f"POST /api/users/{user_id}/restore as {request.user.id}"
     return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)

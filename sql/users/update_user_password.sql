@@ -18,7 +18,7 @@ WITH target AS (
 )
 UPDATE users AS u
 SET password_hash = :password_hash::text,
-    updated_at = now()
+    updated_at = GREATEST(now(), u.updated_at + interval '1 microsecond')
 FROM target AS t
 WHERE u.id = t.id
 RETURNING u.id

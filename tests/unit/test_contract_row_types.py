@@ -69,13 +69,17 @@ def test_a_statement_returning_a_tables_columns_returns_the_tables_row_type() ->
 def test_service_statements_of_one_shape_share_a_row_type() -> None:
     from service.generated import posts, users
 
-    # Email always present (the user itself, or an admin's look-up): one UserRow.
-    for fn in (users.insert_user, users.restore_user, users.update_user):
-        assert _returns(fn) == users.UserRow | None
-    assert _returns(users.list_users_by_email) == list[users.UserRow]
-    # Email NULL for other callers: another shape, named after its first statement.
-    assert _returns(users.get_user) == users.GetUserRow | None
-    assert _returns(users.list_users) == list[users.GetUserRow]
+    # Email NULL for other callers: the shape two statements about users share.
+    assert _returns(users.get_user) == users.UserRow | None
+    assert _returns(users.list_users) == list[users.UserRow]
+    # Email always present (the user itself, or an admin's look-up): another shape, named
+    # after its first statement.
+    assert _returns(users.insert_user) == users.InsertUserRow | None
+    assert _returns(users.list_users_by_email) == list[users.InsertUserRow]
+    # The conditional writes: `matched`, then the user's columns (NULL when nothing changed).
+    assert (
+        _returns(users.update_user) == _returns(users.restore_user) == users.RestoreUserRow | None
+    )
     assert _returns(users.get_user_with_posts) == users.GetUserWithPostsRow | None
     for read in (posts.get_post, posts.insert_post):
         assert _returns(read) == posts.PostRow | None

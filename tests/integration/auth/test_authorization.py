@@ -250,7 +250,9 @@ def test_answers_to_a_token_are_never_stored_and_every_api_answer_varies_by_it(
     assert signed.headers["x-content-type-options"] == "nosniff"
     anonymous = api.get(f"/api/users/{ada.id}")
     assert anonymous.headers["vary"] == "Authorization"
-    assert "cache-control" not in anonymous.headers
+    # Anyone's answer: a shared cache may keep it, and must revalidate it (its ETag).
+    assert anonymous.headers["cache-control"] == "no-cache"
+    assert anonymous.headers["etag"]
     assert anonymous.headers["x-content-type-options"] == "nosniff"
     refused = api.get("/api/users/me")  # errors too
     assert refused.headers["vary"] == "Authorization"
