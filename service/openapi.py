@@ -11,13 +11,17 @@ request it declares valid must be accepted, every one it declares invalid refuse
 - a PATCH body needs at least one field to change, and `current_password` goes only with
   `password`;
 - `GET /api/users/{user_id}` answers a User, or with `?include=posts` a UserWithPosts:
-  `anyOf`, since a UserWithPosts is also a valid User.
+  `anyOf`, since a UserWithPosts is also a valid User;
+- the reads that answer If-None-Match say so (the header is not a handler parameter).
 """
 
 from __future__ import annotations
 
-from litestar.openapi.spec import OpenAPI, Operation, PathItem, Reference, Schema
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPI, Operation, Parameter, PathItem, Reference, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 
+from service.conditional import IF_NONE_MATCH_DOC
 from service.users.schemas import NAME_MAX
 from service.validation import NO_NUL, trimmed_pattern
 
@@ -33,6 +37,8 @@ CHANGES: dict[str, tuple[str, ...]] = {
     "UserPatch": ("email", "name", "password"),
     "PostPatch": ("title", "content", "published"),
 }
+# The reads that answer If-None-Match (read from the raw headers: see conditional.py).
+CONDITIONAL_READS = ("/api/users/me", "/api/users/{user_id}", "/api/posts/{post_id}")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -58,6 +64,19 @@ def refine(document: OpenAPI) -> None:
     schema = answer.content["application/json"].schema
     assert isinstance(schema, Schema)
     schema.any_of, schema.one_of = schema.one_of, None
+    for path in CONDITIONAL_READS:
+        read = _operations(document.paths[path])["get"]
+        read.parameters = [*(read.parameters or []), _if_none_match()]
+
+
+def _if_none_match() -> Parameter:
+    return Parameter(
+        name="If-None-Match",
+        param_in=ParamType.HEADER,
+        required=False,
+        schema=Schema(type=OpenAPIType.STRING),
+        description=IF_NONE_MATCH_DOC,
+    )
 
 
 def request_body_components(document: OpenAPI) -> set[str]:

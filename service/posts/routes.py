@@ -13,7 +13,6 @@ from service.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED,
     IfMatch,
-    IfNoneMatch,
     if_match_versions,
     tagged,
 )
@@ -118,10 +117,9 @@ async def get_post(
     conn: ConnectionDep,
     request: CallerRequest,
     post_id: PostId,
-    if_none_match: IfNoneMatch = None,
 ) -> Response[Post]:
     post = await repository.get_post(conn, post_id=post_id, caller=request.user)
-    return tagged(post, if_none_match=if_none_match)
+    return tagged(post, request=request)
 
 
 @patch(

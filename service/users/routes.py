@@ -23,7 +23,6 @@ from service.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED,
     IfMatch,
-    IfNoneMatch,
     if_match_versions,
     tagged,
 )
@@ -123,11 +122,9 @@ async def list_users(
     responses={**problem_responses(401, 404), **NOT_MODIFIED},
     response_headers=ETAG_HEADER,
 )
-async def get_me(
-    conn: ConnectionDep, request: SignedInRequest, if_none_match: IfNoneMatch = None
-) -> Response[User]:
+async def get_me(conn: ConnectionDep, request: SignedInRequest) -> Response[User]:
     user = await repository.get_user(conn, user_id=request.user.id, caller=request.user)
-    return tagged(user, if_none_match=if_none_match)
+    return tagged(user, request=request)
 
 
 @get(
@@ -144,14 +141,13 @@ async def get_user(
     request: CallerRequest,
     user_id: UserId,
     include: Include = None,
-    if_none_match: IfNoneMatch = None,
 ) -> Response[User | UserWithPosts]:
     user: User | UserWithPosts
     if include == "posts":
         user = await repository.get_user_with_posts(conn, user_id=user_id, caller=request.user)
     else:
         user = await repository.get_user(conn, user_id=user_id, caller=request.user)
-    return tagged(user, if_none_match=if_none_match)
+    return tagged(user, request=request)
 
 
 @patch(
