@@ -91,3 +91,60 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
         yield server
     finally:
         server.close()
+
+
+def debian_bindir(major: int) -> Path:
+    """The server programs of Debian's PostgreSQL `major` (package postgresql-<major>)."""
+    return Path(f"/usr/lib/postgresql/{major}/bin")
+
+
+class DebianPostgres:
+    """Debian's PostgreSQL of another major version than the embedded 18 (the kind
+    operators run), in a temporary folder, on a Unix socket only; stopped and removed by
+    close(). As root it runs as the OS user `postgres` the package created."""
+
+    def __init__(self, major: int) -> None:
+        self.major = major
+        self.bin = debian_bindir(major)
+        assert (self.bin / "postgres").exists(), (
+            f"PostgreSQL {major} server programs are missing: apt-get install"
+            f" postgresql-{major} (.ci/run does)"
+        )
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"rawpost-pg{major}-"))
+        self.data = self._tmp / "data"
+        self._user = "postgres" if os.geteuid() == 0 else None
+        if self._user is not None:
+            shutil.chown(self._tmp, user=self._user)
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-w", "-l", str(self._tmp / "log"),
+            "-o", f"-c listen_addresses='' -k {self._tmp}", "start",
+        )  # fmt: skip
+        self.admin_url = f"postgresql://postgres@/postgres?host={self._tmp}"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin / program), *args]
+        if self._user is not None:
+            command = ["runuser", "-u", self._user, "--", *command]
+        subprocess.run(command, check=True, capture_output=True, cwd=self._tmp)
+
+    def database(self, name: str) -> str:
+        """An empty database `name` on this server; its URL."""
+        create_database(self.admin_url, name)
+        return with_database(self.admin_url, name)
+
+    def close(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def debian_postgres(major: int) -> Iterator[DebianPostgres]:
+    server = DebianPostgres(major)
+    try:
+        yield server
+    finally:
+        server.close()

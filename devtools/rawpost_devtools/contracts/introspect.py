@@ -80,6 +80,9 @@ class QueryContract(msgspec.Struct, frozen=True):
     summary: str
 
 
+GENERIC_PLAN_SINCE = 160000  # server_version_num of PostgreSQL 16
+
+
 class ContractError(Exception):
     """The schema or a SQL file cannot be typed; the message names the file or table."""
 
@@ -270,6 +273,12 @@ def _summary(source: str) -> str:
 def describe_all(
     conn: psycopg.Connection[Any], queries: Iterable[Query]
 ) -> tuple[Catalog, list[QueryContract]]:
+    if conn.info.server_version < GENERIC_PLAN_SINCE:
+        raise ContractError(
+            "reading query types needs PostgreSQL 16 or newer (EXPLAIN (GENERIC_PLAN));"
+            f" this server is {conn.info.server_version // 10000}: leave out --database-url"
+            " to use the embedded one"
+        )
     catalog = Catalog(conn)
     contracts, errors = [], []
     for q in queries:

@@ -4,6 +4,7 @@ read."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +32,17 @@ def describe(url: str) -> str:
     return f"{parts.hostname or socket_dir or 'local socket'}/{parts.path.lstrip('/')}"
 
 
+_SET = re.compile(rb"^SET (\w+) = ")
+
+
 def copy_schema(source: str, target: str) -> None:
+    """pg_dump the source's schema (the embedded PostgreSQL 18's pg_dump, whatever the
+    server) and load it with psql. A pg_dump newer than the server starts its output with
+    settings the server does not know (18 writes `SET transaction_timeout = 0;`, which
+    14 to 16 reject), so SET lines naming a setting the target lacks are left out; the
+    rest of a dump of a server is in that server's own dialect."""
+    with psycopg.connect(target, autocommit=True) as conn:
+        known = {row[0].encode() for row in conn.execute("SELECT name FROM pg_settings")}
     dump = subprocess.run(
         [
             str(embedded.binary("pg_dump")),
@@ -44,9 +55,13 @@ def copy_schema(source: str, target: str) -> None:
         capture_output=True,
         check=True,
     )
+    lines = dump.stdout.splitlines(keepends=True)
+    kept = b"".join(
+        line for line in lines if not (m := _SET.match(line)) or m.group(1).lower() in known
+    )
     subprocess.run(
         [str(embedded.binary("psql")), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", target],
-        input=dump.stdout,
+        input=kept,
         capture_output=True,
         check=True,
     )
