@@ -40,6 +40,7 @@ from service.observability import (
     InFlight,
     mark_handler_done,
     request_context_middleware,
+    vary_by_authorization,
 )
 from service.openapi import refine as refine_openapi
 from service.posts.routes import router as posts_router
@@ -211,8 +212,10 @@ def create_app(settings: Settings) -> Litestar:
             public_max_age=settings.public_max_age,
         )
 
+    cors = cors_config(settings)
     app = Litestar(
-        cors_config=cors_config(settings),
+        cors_config=cors,
+        before_send=[vary_by_authorization] if cors is not None else [],
         route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
         dependencies={
             "conn": Provide(provide_connection),

@@ -197,6 +197,22 @@ def _list_allowed_methods(headers: list[tuple[bytes, bytes]], scope: Any) -> Non
     headers.append((b"allow", ", ".join(sorted(route.methods)).encode()))
 
 
+async def vary_by_authorization(message: Message, scope: Scope) -> None:
+    """Litestar `before_send` hook, on when CORS is: under /api, `Vary` names
+    Authorization. Litestar's CORS middleware, around everything else, sets `Vary:
+    Origin` on answers to an allowed origin, replacing the request context's `Vary:
+    Authorization`; a cache would then hand an anonymous answer to a signed-in request."""
+    if message["type"] != "http.response.start" or not scope["path"].startswith("/api"):
+        return
+    start: Any = message
+    headers = [(k, v) for k, v in start.get("headers") or () if k.lower() != b"vary"]
+    values = [v for k, v in start.get("headers") or () if k.lower() == b"vary"]
+    names = {name.strip().lower() for value in values for name in value.split(b",")}
+    if b"authorization" not in names:
+        values.append(b"Authorization")
+    start["headers"] = [*headers, (b"vary", b", ".join(values))]
+
+
 def request_context_middleware(
     app: ASGIApp,
     *,
@@ -284,13 +300,13 @@ def request_context_middleware(
                     # must key on Authorization, and never store an answer to a token.
                     headers.append((b"vary", b"Authorization"))
                     if not any(k == b"cache-control" for k, _ in headers):
-                        # An answer to a token is the caller's, and one to a write may hold
-                        # an email: no cache may keep them. A read without a token may be
-                        # kept, and revalidated (its ETag) before each reuse, or after
-                        # RAWPOST_PUBLIC_MAX_AGE seconds.
-                        headers.append(
-                            (b"cache-control", private if signed or not read else public)
-                        )
+                        # An answer to a token is the caller's, one to a write may hold an
+                        # email, an error (a 401, a 429 for this address, a 503) is about
+                        # this request: no cache may keep them. A 200 or 304 to a read
+                        # without a token may be kept, and revalidated (its ETag) before
+                        # each reuse, or after RAWPOST_PUBLIC_MAX_AGE seconds.
+                        shareable = read and not signed and status in (200, 304)
+                        headers.append((b"cache-control", public if shareable else private))
             await send(message)
 
         counted = api and not flight.full()

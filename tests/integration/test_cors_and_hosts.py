@@ -48,6 +48,10 @@ def test_an_allowed_origin_may_call_and_read_the_headers_clients_need(
         h.strip().lower() for h in answered.headers["access-control-expose-headers"].split(",")
     }
     assert {"location", "etag", "retry-after", "ratelimit", "ratelimit-policy"} <= exposed
+    # Litestar's CORS sets `Vary: Origin`; the answer still varies by Authorization too.
+    varies = {v.strip().lower() for v in answered.headers["vary"].split(",")}
+    assert varies == {"origin", "authorization"}
+    assert answered.headers.get_list("vary") == [answered.headers["vary"]]  # one header
 
 
 def test_another_origin_gets_no_cors_grant(open_cors: TestClient) -> None:  # type: ignore[type-arg]

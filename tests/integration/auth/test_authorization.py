@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import (
     DB,
     PASSWORD,
+    UNKNOWN_ID,
     Client,
     assert_problem,
     bearer,
@@ -256,6 +257,10 @@ def test_answers_to_a_token_are_never_stored_and_every_api_answer_varies_by_it(
     assert anonymous.headers["x-content-type-options"] == "nosniff"
     refused = api.get("/api/users/me")  # errors too
     assert refused.headers["vary"] == "Authorization"
+    # An error is about its own request: never shared, even without a token.
+    assert refused.headers["cache-control"] == "no-store"
+    missing = api.get(f"/api/users/{UNKNOWN_ID}")
+    assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
     assert refused.headers["x-content-type-options"] == "nosniff"
     sign_in = {"email": "ada@example.com", "password": PASSWORD}
     token = api.post("/api/auth/token", json=sign_in)
