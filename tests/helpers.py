@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from yoyo import get_backend, read_migrations
 
+from rawpost_devtools import free_port as free_port  # one definition, tests import it here
 from service import migrate
 from service.embedded import create_database, drop_database, with_database
 from service.resources import MIGRATIONS_DIR
@@ -166,12 +166,6 @@ def sign_in(client: Client, email: str, password: str = PASSWORD) -> dict[str, A
 def without_admin(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A page's users other than the fixture's admin."""
     return [item for item in items if item.get("email") != ADMIN_EMAIL]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> float:

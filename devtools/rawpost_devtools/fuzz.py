@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from rawpost_devtools import free_port
 
 PASSWORD_FIELD = "password"  # noqa: S105 - a field name
 ACCOUNTS = ("ada", "bob", "admin")
@@ -117,12 +118,6 @@ def config_toml(wfc_path: Path, identity: str, metrics_token: str) -> str:
         'include-path = "/metrics"\n'
         f'headers = {{ Authorization = "Bearer {metrics_token}" }}\n'
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cases_run(report: Path) -> int:

@@ -186,6 +186,25 @@ def running_service(log_dir: Path, database_url: str, **settings: object) -> Ite
         service.close()
 
 
+@contextlib.contextmanager
+def running_workers(
+    log_dir: Path,
+    database_url: str,
+    *,
+    workers: int = 2,
+    pool_max_size: int = 3,
+    **settings: object,
+) -> Iterator[Service]:
+    """`rawpost serve` with `workers` worker processes, ready, and every worker started
+    (each holding its pool), so that requests on fresh connections reach all of them."""
+    with running_service(
+        log_dir, database_url, workers=workers, pool_max_size=pool_max_size, **settings
+    ) as service:
+        service.wait_status("/health/ready", 200, timeout=60)
+        service.wait_all_workers(workers, pool_max_size=pool_max_size)
+        yield service
+
+
 # --- load: threads sending requests, every request timed ---------------------------------
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import PASSWORD, bearer, insert_admin, mint_token
-from tests.support.service import Service, running_service, service_env
+from tests.support.service import Service, running_workers, service_env
 
 BOUND_SECONDS = 1.0
 
@@ -37,9 +37,7 @@ def _warm(base: str, headers: dict[str, str]) -> None:
 @contextmanager
 def two_workers(db_url: str, tmp_path: Path) -> Iterator[Service]:
     """`rawpost serve` with two workers, both started; stopped cleanly at the end."""
-    with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
-        service.wait_status("/health/ready", 200, timeout=60)
-        service.wait_all_workers(2, pool_max_size=3)
+    with running_workers(tmp_path, db_url) as service:
         yield service
         assert service.stop() == 0
 

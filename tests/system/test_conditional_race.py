@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import PASSWORD, bearer
-from tests.support.service import running_service
+from tests.support.service import running_workers
 
 ROUNDS = 100
 
@@ -31,9 +31,7 @@ def _patch(
 def test_two_concurrent_patches_with_the_same_tag_one_wins_the_other_gets_412(
     db_url: str, tmp_path: Path
 ) -> None:
-    with running_service(tmp_path, db_url, workers=2, pool_max_size=4) as service:
-        service.wait_status("/health/ready", 200, timeout=60)
-        service.wait_all_workers(2, pool_max_size=4)
+    with running_workers(tmp_path, db_url, pool_max_size=4) as service:
         base = service.base
         account = {"email": "race@example.com", "name": "Racer", "password": PASSWORD}
         assert httpx.post(f"{base}/api/users", json=account, timeout=30).status_code == 201

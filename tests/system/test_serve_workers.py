@@ -8,7 +8,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import SCRAPER, wait_until
-from tests.support.service import child_pids, running_service
+from tests.support.service import child_pids, running_workers
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -32,9 +32,7 @@ def _users_200(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) ->
 def test_two_workers_share_the_port_and_metrics_add_up_over_both(
     db_url: str, tmp_path: Path
 ) -> None:
-    with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
-        service.wait_status("/health/ready", 200, timeout=60)
-        service.wait_all_workers(2, pool_max_size=3)
+    with running_workers(tmp_path, db_url) as service:
         # Each request on a fresh connection, so the kernel spreads them over the workers.
         for _ in range(40):
             assert httpx.get(f"{service.base}/api/users?limit=1").status_code == 200

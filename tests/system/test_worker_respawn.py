@@ -12,7 +12,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import SCRAPER, wait_until
-from tests.support.service import Load, child_pids, report, running_service
+from tests.support.service import Load, child_pids, report, running_workers
 
 PATH = "/api/users?limit=1"
 
@@ -30,9 +30,7 @@ def _metric(base: str, name: str, **labels: str) -> float:
 def test_a_killed_worker_is_respawned_while_the_other_serves_and_counts_survive(
     db_url: str, tmp_path: Path
 ) -> None:
-    with running_service(tmp_path, db_url, workers=2, pool_max_size=3) as service:
-        service.wait_status("/health/ready", 200, timeout=60)
-        service.wait_all_workers(2, pool_max_size=3)
+    with running_workers(tmp_path, db_url) as service:
         workers = child_pids(service.process.pid)
         assert len(workers) == 2, workers
         victim = min(workers)

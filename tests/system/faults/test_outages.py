@@ -28,6 +28,7 @@ from tests.support.service import (
     count_users,
     report,
     running_service,
+    running_workers,
     terminate_app_backends,
     users_locked,
 )
@@ -257,11 +258,7 @@ def test_sigterm_lets_in_flight_requests_finish_refuses_new_ones_and_exits_0(
     db_url: str, db: DB, tmp_path: Path
 ) -> None:
     grace = 5.0
-    with running_service(
-        tmp_path, db_url, workers=2, pool_max_size=5, shutdown_grace=grace
-    ) as service:
-        service.wait_status("/health/ready", 200, timeout=30)
-        service.wait_all_workers(2, pool_max_size=5)
+    with running_workers(tmp_path, db_url, pool_max_size=5, shutdown_grace=grace) as service:
         author = create_user(service)
         with ThreadPoolExecutor(max_workers=4) as executor, users_locked(db_url) as release:
             requests = [
