@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import platform
@@ -25,8 +26,10 @@ from service.auth.passwords import Passwords
 from service.auth.repository import Issuer
 from service.auth.routes import router as auth_router
 from service.auth.security import bearer_auth
+from service.cache import ReadCache
 from service.config import Settings, check_jwt_secrets
 from service.db.pool import Database, Pool, create_pool
+from service.db.replicas import Replicas, consistency_headers
 from service.db.session import provide_connection
 from service.db.statements import Timed
 from service.docs_page import SwaggerPage
@@ -80,6 +83,11 @@ Users and their posts over PostgreSQL.
 """
 
 
+def publish_figures(db: Database, cache: ReadCache) -> None:
+    publish_pool_figures(db)
+    cache.publish()
+
+
 def provide_issuer(state: State) -> Issuer:
     issuer: Issuer = state.issuer
     return issuer
@@ -126,7 +134,15 @@ async def verify_sql(
 
 
 # What a browser script may read off a response when CORS is open.
-CORS_EXPOSED = ["Location", "ETag", "Retry-After", "RateLimit", "RateLimit-Policy", "X-Request-ID"]
+CORS_EXPOSED = [
+    "Location",
+    "ETag",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "X-Request-ID",
+    "Consistency-Token",
+]
 
 
 def _listed(value: str) -> list[str]:
@@ -148,6 +164,7 @@ def cors_config(settings: Settings) -> CORSConfig | None:
             "Idempotency-Key",
             "If-Match",
             "If-None-Match",
+            "Consistency-Token",
         ],
         expose_headers=CORS_EXPOSED,
     )
@@ -173,10 +190,12 @@ def create_app(settings: Settings) -> Litestar:
         try:
             await verify_sql(pool, migrations, prepare=settings.statement_cache_size > 0)
             db = Database(pool=pool, settings=settings, migrations=migrations, born=born)
+            db.replicas = replicas = Replicas.configured(settings)
             app.state.db = db
             passwords = Passwords(settings.hash_threads)
             app.state.issuer = Issuer(settings, passwords)
             app.state.callers = callers = Callers(db)
+            app.state.cache = cache = ReadCache.for_worker(settings)
             BUILD_INFO.labels(
                 version=importlib.metadata.version("rawpost"),
                 python=platform.python_version(),
@@ -184,7 +203,12 @@ def create_app(settings: Settings) -> Litestar:
                 asyncpg=importlib.metadata.version("asyncpg"),
             ).set(1)
             try:
-                async with callers.polling(), flushing(lambda: publish_pool_figures(db)):
+                async with (
+                    callers.polling(),
+                    replicas.running() if replicas else contextlib.nullcontext(),
+                    cache.serving(),
+                    flushing(lambda: publish_figures(db, cache)),
+                ):
                     yield
             finally:
                 passwords.close()
@@ -215,7 +239,10 @@ def create_app(settings: Settings) -> Litestar:
     cors = cors_config(settings)
     app = Litestar(
         cors_config=cors,
-        before_send=[vary_by_authorization] if cors is not None else [],
+        before_send=[
+            *([vary_by_authorization] if cors is not None else []),
+            *([consistency_headers(settings)] if settings.replica_urls else []),
+        ],
         route_handlers=[users_router, posts_router, auth_router, health_router, metrics],
         dependencies={
             "conn": Provide(provide_connection),

@@ -133,11 +133,13 @@ def tagged(
     status: int = 200,
     request: Request[Any, Any, Any] | None = None,
     headers: dict[str, str] | None = None,
+    tag: str | None = None,
 ) -> Response[Any]:
-    """The answer with its ETag; to a read (`request` given), 304 with no body when its
-    If-None-Match names the tag."""
+    """The answer with its ETag (`tag`, if already known); to a read (`request` given),
+    304 with no body when its If-None-Match names the tag."""
     encoded = body if isinstance(body, bytes) else msgspec.json.encode(body)
-    tag = etag(encoded)
+    if tag is None:
+        tag = etag(encoded)
     held = None if request is None else if_none_match(request)
     if held is not None and _none_match_fails(held, tag):
         return Response(content=b"", status_code=304, headers={"ETag": tag})

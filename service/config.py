@@ -58,6 +58,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a shared cache may reuse an answer to a read without a token before it
     # revalidates it (0: every time). docs/security.md, "Conditional requests".
     public_max_age: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 0
+    # The in-process cache of public reads (docs/caching.md): on or off, its size per
+    # worker, how long an entry may live at most, and the connection its invalidation
+    # listener uses (default DATABASE_URL; set it to a direct one behind PgBouncer).
+    cache: bool = True
+    cache_max_mb: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 64
+    cache_ttl: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    cache_listen_url: str | None = None
     log_level: LogLevel = "INFO"
     pool_max_lifetime: Seconds = 1800.0
     statement_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 100
@@ -83,6 +90,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signup_rate_limit: Annotated[int, msgspec.Meta(ge=1)] | None = 20
     trusted_proxies: tuple[str, ...] = ()
     redis_url: str | None = None
+    # Read replicas (docs/scaling.md, "Read replicas"): streaming standbys of DATABASE_URL
+    # that serve the read-only GET routes; how long a read with a Consistency-Token waits
+    # for one to replay it; the lag past which one gets no reads; how often each worker
+    # checks each server's WAL position; the opt-in cookie that carries the token.
+    replica_urls: tuple[str, ...] = ()
+    replica_wait: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.05
+    replica_max_lag: Seconds = 1.0
+    replica_poll_interval: Annotated[float, msgspec.Meta(ge=0.001, le=10)] = 0.1
+    consistency_cookie: bool = False
 
     def __post_init__(self) -> None:
         if self.pool_min_size > self.pool_max_size:
@@ -98,6 +114,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(
                 "REDIS_URL is invalid: it must start with redis://, rediss:// or unix://"
             )
+        for url in self.replica_urls:
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise ValueError(
+                    "RAWPOST_REPLICA_URLS is invalid: each comma-separated entry must start"
+                    " with postgresql:// or postgres://"
+                )
 
 
 # One place maps each setting to its environment variable (docs/configuration.md lists
@@ -123,6 +145,10 @@ ENV_NAMES: Mapping[str, str] = {
     "allowed_hosts": "RAWPOST_ALLOWED_HOSTS",
     "require_if_match": "RAWPOST_REQUIRE_IF_MATCH",
     "public_max_age": "RAWPOST_PUBLIC_MAX_AGE",
+    "cache": "RAWPOST_CACHE",
+    "cache_max_mb": "RAWPOST_CACHE_MAX_MB",
+    "cache_ttl": "RAWPOST_CACHE_TTL",
+    "cache_listen_url": "RAWPOST_CACHE_LISTEN_URL",
     "log_level": "RAWPOST_LOG_LEVEL",
     "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
     "statement_cache_size": "RAWPOST_STATEMENT_CACHE_SIZE",
@@ -144,6 +170,11 @@ ENV_NAMES: Mapping[str, str] = {
     "signup_rate_limit": "RAWPOST_SIGNUP_RATE_LIMIT",
     "trusted_proxies": "RAWPOST_TRUSTED_PROXIES",
     "redis_url": "REDIS_URL",
+    "replica_urls": "RAWPOST_REPLICA_URLS",
+    "replica_wait": "RAWPOST_REPLICA_WAIT",
+    "replica_max_lag": "RAWPOST_REPLICA_MAX_LAG",
+    "replica_poll_interval": "RAWPOST_REPLICA_POLL_INTERVAL",
+    "consistency_cookie": "RAWPOST_CONSISTENCY_COOKIE",
 }
 
 JWT_SECRET_MIN_BYTES = 32
@@ -163,6 +194,11 @@ EXAMPLE_SECRETS = frozenset(
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+# The file the workers of one `rawpost serve` share their cache invalidations through
+# (service.cache.bus): set by service.server, absent with a single process.
+CACHE_BUS_ENV = "RAWPOST_CACHE_BUS"
+
+
 def metrics_dir() -> str | None:
     """The folder the worker processes share their metrics through, if any."""
     return os.environ.get(METRICS_DIR_ENV) or None
@@ -174,6 +210,12 @@ class SettingsError(Exception):
 
 # Settings that take a positive whole number or `off`.
 RATE_LIMITS = ("rate_limit", "login_rate_limit", "signup_rate_limit")
+# Settings that are on or off, and the words that say which.
+BOOLEANS = tuple(name for name, kind in Settings.__annotations__.items() if kind in (bool, "bool"))
+_BOOLEAN_WORDS = {
+    **dict.fromkeys(("true", "1", "on", "yes"), True),
+    **dict.fromkeys(("false", "0", "off", "no"), False),
+}
 _ACCESS_LOG_ALIASES = {"true": "all", "1": "all", "false": "off", "0": "off"}
 
 
@@ -219,8 +261,13 @@ def load_settings(
                 raise SettingsError(
                     f"{ENV_NAMES[field]}={value!r} is invalid: a whole number of requests, or off"
                 )
+    for field in BOOLEANS:
+        if isinstance(value := raw.get(field), str):
+            raw[field] = _BOOLEAN_WORDS.get(value.strip().lower(), value)
     if isinstance(proxies := raw.get("trusted_proxies"), str):
         raw["trusted_proxies"] = [p.strip() for p in proxies.split(",") if p.strip()]
+    if isinstance(replicas := raw.get("replica_urls"), str):
+        raw["replica_urls"] = [u.strip() for u in replicas.split(",") if u.strip()]
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

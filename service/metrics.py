@@ -68,6 +68,79 @@ POOL_WAITING = Gauge(
     multiprocess_mode="livesum",
 )
 
+# The read cache (docs/caching.md): counted in plain Python per request and added here
+# once a second by each worker (service.cache.ReadCache.publish).
+CACHE_LOOKUPS = Counter(
+    "rawpost_cache_lookups",
+    "Cacheable reads by outcome: hit, miss (read from the database, and kept unless a"
+    " change to its rows arrived meanwhile), or bypass"
+    " (the invalidation channel was not trusted, or the read sent a Consistency-Token).",
+    ["result"],
+)
+CACHE_INVALIDATIONS = Counter(
+    "rawpost_cache_invalidations",
+    "Changes applied to the cache (heard through NOTIFY, the instance's bus, or made"
+    " by the worker itself), and the entries they dropped.",
+    ["what"],
+)
+CACHE_EVICTIONS = Counter(
+    "rawpost_cache_evictions", "Entries dropped to stay under RAWPOST_CACHE_MAX_MB."
+)
+CACHE_SIZE = Gauge(
+    "rawpost_cache_size",
+    "Entries and bytes held (bytes as counted against RAWPOST_CACHE_MAX_MB), summed over"
+    " the workers.",
+    ["unit"],
+    multiprocess_mode="livesum",
+)
+CACHE_CHANNEL_UP = Gauge(
+    "rawpost_cache_channel_up",
+    "Workers whose invalidation channel is listening and trusted (the others bypass their cache).",
+    multiprocess_mode="livesum",
+)
+
+# Read replicas (service.db.replicas; docs/scaling.md, "Read replicas").
+REPLICA_LAG_SECONDS = Gauge(
+    "rawpost_replica_lag_seconds",
+    "How long ago the primary first had WAL a read replica has not replayed yet (0: caught"
+    " up; +Inf: unreachable), as the workers last measured it (the largest).",
+    ["replica"],
+    multiprocess_mode="livemax",
+)
+REPLICA_UP = Gauge(
+    "rawpost_replica_up",
+    "1 while every worker reaches the read replica as a streaming standby, else 0.",
+    ["replica"],
+    multiprocess_mode="livemin",
+)
+REPLICA_POOL_CONNECTIONS = Gauge(
+    "rawpost_replica_pool_connections",
+    "Read replica pool connections by replica and state, summed over the workers.",
+    ["replica", "state"],
+    multiprocess_mode="livesum",
+)
+REPLICA_READS = Counter(
+    "rawpost_replica_reads",
+    "Read requests routed by RAWPOST_REPLICA_URLS, by the pool that served them (a"
+    " replica's name, or primary; a read re-run on the primary counts on both).",
+    ["pool"],
+)
+REPLICA_FALLBACKS = Counter(
+    "rawpost_replica_fallbacks",
+    "Read requests served by the primary instead of a replica, by reason: unavailable"
+    " (none up and within RAWPOST_REPLICA_MAX_LAG), behind (none replayed the"
+    " Consistency-Token within RAWPOST_REPLICA_WAIT), error (failed on a replica, re-run"
+    " on the primary).",
+    ["reason"],
+)
+REPLICA_TOKEN_WAIT_SECONDS = Histogram(
+    "rawpost_replica_token_wait_seconds",
+    "Time a read with a Consistency-Token waited for a replica to replay it, by where it"
+    " then ran (replica, primary); reads a replica could take at once are not observed.",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
 
 def worker_stopped() -> None:
     """Flush, then drop this process's live gauges (pool, requests in progress) from the

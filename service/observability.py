@@ -42,7 +42,14 @@ os.register_at_fork(after_in_child=_after_fork)
 class RequestContext:
     """Timings of one request, filled in by the database session and the hooks."""
 
-    __slots__ = ("db_seconds", "handler_done", "pool_wait_seconds", "request_id", "started")
+    __slots__ = (
+        "consistency_lsn",
+        "db_seconds",
+        "handler_done",
+        "pool_wait_seconds",
+        "request_id",
+        "started",
+    )
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -50,6 +57,9 @@ class RequestContext:
         self.pool_wait_seconds = 0.0
         self.db_seconds = 0.0
         self.handler_done: float | None = None
+        # The primary's WAL position after this request's write committed, with read
+        # replicas on: its Consistency-Token (service.db.replicas).
+        self.consistency_lsn: int | None = None
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("rawpost_request", default=None)

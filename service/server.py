@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from service.config import METRICS_DIR_ENV, Settings
+from service.config import CACHE_BUS_ENV, METRICS_DIR_ENV, Settings
 
 # Bytes of request line and headers a client may send (hyper's floor is 8 KiB).
 HEADER_LIMIT = 64 * 1024
@@ -32,12 +32,20 @@ def run(settings: Settings) -> None:
 
     assert settings.database_url, "the caller resolves the database first"
     metrics_dir = Path(tempfile.mkdtemp(prefix="rawpost-metrics-"))
+    # The workers' shared ring of cache invalidations (service.cache.bus); the folder is
+    # the instance's own (mode 0700), and prometheus_client reads only its *.db files.
+    bus_path = metrics_dir / "cache-bus"
+    os.environ[CACHE_BUS_ENV] = str(bus_path)
     # The workers read their settings from the environment (service.asgi:create), and
     # prometheus_client reads its folder when first imported: set both before that.
     os.environ["DATABASE_URL"] = settings.database_url
     if settings.jwt_secret:  # the embedded database's generated one, if not already set
         os.environ["RAWPOST_JWT_SECRET"] = settings.jwt_secret
     os.environ[METRICS_DIR_ENV] = str(metrics_dir)
+    # Only now: service.cache imports prometheus_client, which must see the folder.
+    from service.cache import bus as cache_bus
+
+    cache_bus.create(str(bus_path))
     try:
         check_app_imports()
         Server(

@@ -15,6 +15,8 @@ from service.config import Settings
 from service.db.failures import is_unavailable
 
 if TYPE_CHECKING:
+    from service.db.replicas import Replicas
+
     Connection: TypeAlias = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
     RawConnection: TypeAlias = asyncpg.Connection[asyncpg.Record]
@@ -47,6 +49,7 @@ class Database(msgspec.Struct):
     migrations: tuple[str, ...]  # every migration id in migrations/, oldest first
     born: dict[int, float]  # server pid -> when its connection opened (for max lifetime)
     waiting: int = 0  # requests waiting for a pooled connection right now
+    replicas: Replicas | None = None  # RAWPOST_REPLICA_URLS: where reads may go instead
 
 
 async def _init_connection(conn: RawConnection) -> None:
@@ -79,11 +82,8 @@ def _retry_message(details: Any) -> None:
     )
 
 
-async def create_pool(settings: Settings, born: dict[int, float] | None = None) -> Pool:
-    """Open the pool, waiting for the database with capped exponential backoff."""
-    if not settings.database_url:
-        raise ValueError("DATABASE_URL is not set")
-    opened = born if born is not None else {}
+def _connection_hooks(opened: dict[int, float]) -> dict[str, Any]:
+    """The init and reset every pooled connection gets, the primary's and the replicas'."""
 
     async def init(conn: RawConnection) -> None:
         await _init_connection(conn)
@@ -102,6 +102,36 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
         if conn.is_in_transaction():
             await conn.execute("ROLLBACK")
 
+    return {"init": init, "reset": reset}
+
+
+async def open_pool(settings: Settings, dsn: str, born: dict[int, float]) -> Pool:
+    """One attempt at a pool on `dsn` with the service's pool settings (a replica's, or
+    the primary's inside create_pool's backoff)."""
+    pool = await asyncpg.create_pool(
+        dsn=dsn,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        max_inactive_connection_lifetime=settings.pool_max_idle,
+        timeout=settings.connect_timeout,
+        command_timeout=settings.command_timeout,
+        # 0 behind PgBouncer in transaction mode: no named prepared statements,
+        # which would not survive the switch to another server connection.
+        statement_cache_size=settings.statement_cache_size,
+        server_settings=SERVER_SETTINGS,
+        **_connection_hooks(born),
+    )
+    assert pool is not None
+    return pool
+
+
+async def create_pool(settings: Settings, born: dict[int, float] | None = None) -> Pool:
+    """Open the pool, waiting for the database with capped exponential backoff."""
+    if not settings.database_url:
+        raise ValueError("DATABASE_URL is not set")
+    dsn = settings.database_url
+    opened = born if born is not None else {}
+
     @backoff.on_exception(
         backoff.expo,
         Exception,
@@ -113,21 +143,7 @@ async def create_pool(settings: Settings, born: dict[int, float] | None = None) 
         raise_on_giveup=True,
     )
     async def connect() -> Pool:
-        pool = await asyncpg.create_pool(
-            dsn=settings.database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            max_inactive_connection_lifetime=settings.pool_max_idle,
-            timeout=settings.connect_timeout,
-            command_timeout=settings.command_timeout,
-            # 0 behind PgBouncer in transaction mode: no named prepared statements,
-            # which would not survive the switch to another server connection.
-            statement_cache_size=settings.statement_cache_size,
-            server_settings=SERVER_SETTINGS,
-            init=init,
-            reset=reset,
-        )
-        assert pool is not None
+        pool = await open_pool(settings, dsn, opened)
         try:
             # With RAWPOST_POOL_MIN_SIZE=0 the pool opens nothing: prove the database
             # answers now, inside the backoff, rather than at the first request.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 from typing import Any
 
 import msgspec
@@ -32,11 +33,22 @@ class PoolFigures(msgspec.Struct, kw_only=True):
     max_size: int
 
 
+class ReplicaHealth(msgspec.Struct, kw_only=True):
+    """One read replica as this worker sees it; it never makes the instance unready."""
+
+    name: str  # host:port from RAWPOST_REPLICA_URLS
+    state: str  # standby (takes reads within the lag bound), down, or not a standby
+    lag_seconds: float | None  # None while it is not a reachable standby
+    takes_reads: bool
+    pool: PoolFigures | None  # None until it first answered
+
+
 class Readiness(msgspec.Struct, kw_only=True):
     status: str
     database: str
     pending_migrations: list[str]
     pool: PoolFigures
+    replicas: list[ReplicaHealth] = msgspec.field(default_factory=list)
 
 
 class Liveness(msgspec.Struct):
@@ -53,6 +65,31 @@ def pool_figures(db: Database) -> PoolFigures:
         min_size=db.pool.get_min_size(),
         max_size=db.pool.get_max_size(),
     )
+
+
+def replica_health(db: Database) -> list[ReplicaHealth]:
+    if db.replicas is None:
+        return []
+    max_lag = db.settings.replica_max_lag
+    return [
+        ReplicaHealth(
+            name=r.name,
+            state=r.state,
+            lag_seconds=round(r.lag, 3) if math.isfinite(r.lag) else None,
+            takes_reads=r.usable(max_lag),
+            pool=None
+            if r.pool is None
+            else PoolFigures(
+                size=r.pool.get_size(),
+                idle=r.pool.get_idle_size(),
+                in_use=r.pool.get_size() - r.pool.get_idle_size(),
+                waiting=r.waiting,
+                min_size=r.pool.get_min_size(),
+                max_size=r.pool.get_max_size(),
+            ),
+        )
+        for r in db.replicas.members
+    ]
 
 
 def publish_pool_figures(db: Database) -> None:
@@ -86,12 +123,14 @@ async def check_readiness(db: Database) -> Readiness:
             database="pool exhausted" if exhausted else "unreachable",
             pending_migrations=[],
             pool=figures,
+            replicas=replica_health(db),
         )
     return Readiness(
         status="ready" if not pending else "migrations pending",
         database="ok",
         pending_migrations=pending,
         pool=pool_figures(db),
+        replicas=replica_health(db),
     )
 
 
@@ -104,7 +143,9 @@ async def live() -> Liveness:
     "/ready",
     summary="Ready to serve: database reachable and schema at the newest migration",
     description="200 when ready; 503 (with `Retry-After`) naming what is missing: an"
-    " unreachable database or the pending migrations. Pool figures in both cases.",
+    " unreachable database or the pending migrations. Pool figures in both cases, and each"
+    " read replica's state (a replica never makes the instance unready: the primary"
+    " serves its reads).",
     responses={
         503: ResponseSpec(
             data_container=Readiness,
@@ -152,6 +193,7 @@ def scraper_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
 )
 async def metrics(state: State) -> Response[bytes]:
     publish_pool_figures(state.db)  # this worker's, now; the others' within a second
+    state.cache.publish()
     body = metrics_text()
     # Litestar appends "; charset=utf-8" to text types itself.
     return Response(body, media_type="text/plain; version=0.0.4")

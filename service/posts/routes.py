@@ -9,6 +9,7 @@ from litestar import Response, Router, delete, get, patch, post
 from litestar.params import JSONBody, Parameter, RawBody
 
 from service.auth.security import PUBLIC, SIGNED_IN, CallerRequest, SignedInRequest, signed_in
+from service.cache import FEED, author_tags, cache_of, post_tags
 from service.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED,
@@ -53,6 +54,7 @@ async def create_post(
     idempotency_key: IdempotencyKey = None,
 ) -> Response[Post]:
     data = strict_json(body, PostCreate)
+    created: list[Post] = []
 
     async def run(c: Executor) -> Outcome:
         post = await repository.insert_post(
@@ -63,11 +65,16 @@ async def create_post(
             content=data.content,
             published=data.published,
         )
+        created.append(post)
         return Outcome(201, post, f"/api/posts/{post.id}")
 
     # Keys are the caller's own: another caller's key never replays this response.
     route = f"POST /api/posts as {request.user.id}"
-    return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
+    try:
+        return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
+    finally:
+        for post in created:  # even when the commit's outcome is unknown (503)
+            cache_of(request).wrote_post(post.id, post.author_id)
 
 
 @get(
@@ -81,28 +88,36 @@ async def create_post(
 )
 async def list_posts(
     conn: ConnectionDep,
+    request: CallerRequest,
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     author_id: AuthorFilter = None,
     published: Published = None,
-) -> PostPage:
+) -> Response[PostPage]:
     after = decode_cursor(cursor)
-    if author_id is None:
-        rows = await repository.list_posts(conn, cursor=after, limit=limit, published=published)
-    else:
-        rows = (
-            await repository.list_user_posts(
-                conn,
-                author_id=author_id,
-                caller=None,  # drafts are not listed here, even to their author
-                cursor=after,
-                limit=limit,
-                published=published,
+
+    async def load() -> PostPage:
+        if author_id is None:
+            rows = await repository.list_posts(conn, cursor=after, limit=limit, published=published)
+        else:
+            rows = (
+                await repository.list_user_posts(
+                    conn,
+                    author_id=author_id,
+                    caller=None,  # drafts are not listed here, even to their author
+                    cursor=after,
+                    limit=limit,
+                    published=published,
+                )
+                or []
             )
-            or []
-        )
-    items, next_cursor = split_page(rows, limit)
-    return PostPage(items=items, next_cursor=next_cursor)
+        items, next_cursor = split_page(rows, limit)
+        return PostPage(items=items, next_cursor=next_cursor)
+
+    # The same for every caller: the first page is cached, whoever asks.
+    key = None if after is not None else f"feed:{limit}:{published}:{author_id or ''}"
+    tags = (FEED,) if author_id is None else author_tags(author_id)
+    return await cache_of(request).page(request, conn, key, load, tags)
 
 
 @get(
@@ -118,8 +133,14 @@ async def get_post(
     request: CallerRequest,
     post_id: PostId,
 ) -> Response[Post]:
-    post = await repository.get_post(conn, post_id=post_id, caller=request.user)
-    return tagged(post, request=request)
+    async def load() -> Post:
+        return await repository.get_post(conn, post_id=post_id, caller=request.user)
+
+    # A draft is visible to its author and admins only: cached for anonymous reads.
+    key = f"post:{post_id}" if request.user is None else None
+    return await cache_of(request).single(
+        request, conn, key, load, lambda post: post_tags(post.id, post.author_id)
+    )
 
 
 @patch(
@@ -141,15 +162,20 @@ async def update_post(
     if_match: IfMatch = None,
 ) -> Response[Post]:
     data = strict_json(body, PostPatch)
-    post = await repository.update_post(
-        conn,
-        caller=request.user,
-        post_id=post_id,
-        title=given(data.title),
-        content=given(data.content),
-        published=given(data.published),
-        if_match=if_match_versions(request, if_match),
-    )
+    author = None
+    try:
+        post = await repository.update_post(
+            conn,
+            caller=request.user,
+            post_id=post_id,
+            title=given(data.title),
+            content=given(data.content),
+            published=given(data.published),
+            if_match=if_match_versions(request, if_match),
+        )
+        author = post.author_id
+    finally:
+        cache_of(request).wrote_post(post_id, author)
     return tagged(post)
 
 
@@ -165,7 +191,10 @@ async def delete_post(
     conn: ConnectionDep, request: SignedInRequest, post_id: PostId, if_match: IfMatch = None
 ) -> None:
     versions = if_match_versions(request, if_match)
-    await repository.delete_post(conn, caller=request.user, post_id=post_id, if_match=versions)
+    try:
+        await repository.delete_post(conn, caller=request.user, post_id=post_id, if_match=versions)
+    finally:
+        cache_of(request).wrote_post(post_id, None)  # None: its author is not known here
 
 
 @post(
@@ -197,7 +226,10 @@ async def restore_post(
         return Outcome(200, post)
 
     route = f"POST /api/posts/{post_id}/restore as {request.user.id}"
-    return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
+    try:
+        return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
+    finally:
+        cache_of(request).wrote_post(post_id, None)
 
 
 router = Router(

@@ -19,6 +19,7 @@ from service.auth.security import (
     signed_in,
 )
 from service.auth.tokens import session_of
+from service.cache import author_tags, cache_of, user_tags
 from service.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED,
@@ -142,12 +143,15 @@ async def get_user(
     user_id: UserId,
     include: Include = None,
 ) -> Response[User | UserWithPosts]:
-    user: User | UserWithPosts
-    if include == "posts":
-        user = await repository.get_user_with_posts(conn, user_id=user_id, caller=request.user)
-    else:
-        user = await repository.get_user(conn, user_id=user_id, caller=request.user)
-    return tagged(user, request=request)
+    async def load() -> User | UserWithPosts:
+        if include == "posts":
+            return await repository.get_user_with_posts(conn, user_id=user_id, caller=request.user)
+        return await repository.get_user(conn, user_id=user_id, caller=request.user)
+
+    # Emails and drafts depend on the caller: cached for anonymous reads only.
+    key = f"user:{user_id}:{include or ''}" if request.user is None else None
+    tags = author_tags(user_id) if include == "posts" else user_tags(user_id)
+    return await cache_of(request).single(request, conn, key, load, lambda _user: tags)
 
 
 @patch(
@@ -172,15 +176,18 @@ async def update_user(
     if_match: IfMatch = None,
 ) -> Response[User]:
     data = strict_json(body, UserPatch)
-    user = await repository.update_user(
-        conn,
-        user_id=user_id,
-        patch=data,
-        caller=request.user,
-        passwords=issuer.passwords,
-        session_id=session_of(request.auth),
-        if_match=if_match_versions(request, if_match),
-    )
+    try:
+        user = await repository.update_user(
+            conn,
+            user_id=user_id,
+            patch=data,
+            caller=request.user,
+            passwords=issuer.passwords,
+            session_id=session_of(request.auth),
+            if_match=if_match_versions(request, if_match),
+        )
+    finally:
+        cache_of(request).wrote_user(user_id)
     return tagged(user)
 
 
@@ -201,7 +208,10 @@ async def delete_user(
     if_match: IfMatch = None,
 ) -> None:
     versions = if_match_versions(request, if_match)
-    await repository.delete_user(conn, callers, user_id=user_id, if_match=versions)
+    try:
+        await repository.delete_user(conn, callers, user_id=user_id, if_match=versions)
+    finally:
+        cache_of(request).wrote_user(user_id)
 
 
 @post(
@@ -230,7 +240,10 @@ async def restore_user(
         return Outcome(200, await repository.restore_user(c, user_id=user_id, if_match=versions))
 
     route = f"POST /api/users/{user_id}/restore as {request.user.id}"
-    return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
+    try:
+        return await idempotent(conn, route=route, key=idempotency_key, body=body, run=run)
+    finally:
+        cache_of(request).wrote_user(user_id)
 
 
 @get(
@@ -247,19 +260,28 @@ async def list_user_posts(
     limit: Limit = DEFAULT_LIMIT,
     cursor: CursorParam = None,
     published: Published = None,
-) -> PostPage:
-    rows = await posts_repository.list_user_posts(
-        conn,
-        author_id=user_id,
-        caller=request.user,
-        cursor=decode_cursor(cursor),
-        limit=limit,
-        published=published,
-    )
-    if rows is None:
-        raise repository.not_found(user_id)
-    items, next_cursor = split_page(rows, limit)
-    return PostPage(items=items, next_cursor=next_cursor)
+) -> Response[PostPage]:
+    after = decode_cursor(cursor)
+
+    async def load() -> PostPage:
+        rows = await posts_repository.list_user_posts(
+            conn,
+            author_id=user_id,
+            caller=request.user,
+            cursor=after,
+            limit=limit,
+            published=published,
+        )
+        if rows is None:
+            raise repository.not_found(user_id)
+        items, next_cursor = split_page(rows, limit)
+        return PostPage(items=items, next_cursor=next_cursor)
+
+    # Drafts are listed to their author and admins: cached for anonymous reads only.
+    key = None
+    if request.user is None and after is None:
+        key = f"user-posts:{user_id}:{limit}:{published}"
+    return await cache_of(request).page(request, conn, key, load, author_tags(user_id))
 
 
 router = Router(

@@ -16,13 +16,13 @@ from tests.system.deployment import (
     read_image,
 )
 
-OPTIONAL_PROFILES = ("pgbouncer", "redis")
+OPTIONAL_PROFILES = ("pgbouncer", "redis", "replica")
 
 
 @pytest.mark.parametrize(
     "profiles",
-    [(), ("pgbouncer",), ("redis",), OPTIONAL_PROFILES],
-    ids=["default", "pgbouncer", "redis", "all-profiles"],
+    [(), ("pgbouncer",), ("redis",), ("replica",), OPTIONAL_PROFILES],
+    ids=["default", "pgbouncer", "redis", "replica", "all-profiles"],
 )
 def test_compose_file_validates_with_and_without_its_optional_profiles(
     profiles: tuple[str, ...],
@@ -55,6 +55,9 @@ def test_compose_starts_db_healthy_then_a_one_shot_migrate_then_the_api() -> Non
         assert services[name]["profiles"] == [name]
     assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
     assert services["pgbouncer"]["environment"]["DB_HOST"] == "db"
+    # The standby clones db (pg_basebackup -R) once db is healthy.
+    assert "pg_basebackup -h db" in " ".join(services["replica"]["command"])
+    assert services["replica"]["depends_on"] == {"db": {"condition": "service_healthy"}}
 
     # migrate needs a session (advisory lock, non-transactional index builds) and asyncpg
     # has no statement_cache_size=0 setting yet: neither may go through PgBouncer.

@@ -141,3 +141,68 @@ def test_every_kind_of_request_works_behind_pgbouncer_in_transaction_mode(
         " AND application_name = 'rawpost'"
     ).fetchone()
     assert servers is not None and int(str(servers[0])) <= SERVER_CONNECTIONS
+
+
+def _behind_bouncer(bouncer_url: str, **overrides: object) -> TestClient:  # type: ignore[type-arg]
+    settings = load_settings(
+        environ=TEST_ENV,
+        overrides={"database_url": bouncer_url, "statement_cache_size": 0, **overrides},
+    )
+    return TestClient(app=create_app(settings))
+
+
+def _quiet_rename(db: DB, user_id: str, name: str) -> None:
+    """A change that notifies nobody: only an uncached read can see it."""
+    db.execute("SET session_replication_role = replica")
+    db.execute("UPDATE users SET name = %s WHERE id = %s", (name, user_id))
+    db.execute("SET session_replication_role = origin")
+
+
+def test_behind_pgbouncer_the_cache_is_bypassed_unless_it_may_listen_directly(
+    bouncer_url: str, db_url: str, db: DB
+) -> None:
+    """LISTEN cannot work through PgBouncer in transaction mode: with the PgBouncer
+    setting and no RAWPOST_CACHE_LISTEN_URL every read goes to the database; with a
+    direct listen URL the cache works while the pool goes through PgBouncer."""
+    with _behind_bouncer(bouncer_url) as client:
+        user = body_of(
+            client.post("/api/users", json={"email": "b@x.io", "name": "B", "password": PASSWORD}),
+            201,
+        )
+        url = f"/api/users/{user['id']}"
+        assert client.app.state.cache.channel is None
+        client.get(url)
+        _quiet_rename(db, user["id"], "Seen at once")
+        assert client.get(url).json()["name"] == "Seen at once"
+        assert client.app.state.cache.counts.bypasses == 2
+    with _behind_bouncer(bouncer_url, cache_listen_url=db_url) as client:
+        channel = client.app.state.cache.channel
+        deadline = time.monotonic() + 10
+        while not channel.trusted():
+            assert time.monotonic() < deadline, "the direct channel never became trusted"
+            time.sleep(0.05)
+        client.get(url)
+        _quiet_rename(db, user["id"], "Cached")
+        assert client.get(url).json()["name"] == "Seen at once"  # from memory
+        renamed = client.patch(
+            url, json={"name": "Renamed"}, headers=bearer(mint_token(user["id"]))
+        )
+        assert renamed.status_code == 200
+        assert client.get(url).json()["name"] == "Renamed"
+
+
+def test_a_listener_pointed_at_pgbouncer_is_never_trusted(bouncer_url: str, db: DB) -> None:
+    """Someone sets RAWPOST_CACHE_LISTEN_URL to PgBouncer itself: the probes do not come
+    back from the listening backend, so the cache stays bypassed."""
+    with _behind_bouncer(bouncer_url, cache_listen_url=bouncer_url) as client:
+        user = body_of(
+            client.post("/api/users", json={"email": "c@x.io", "name": "C", "password": PASSWORD}),
+            201,
+        )
+        url = f"/api/users/{user['id']}"
+        channel = client.app.state.cache.channel
+        for n in range(30):  # 3 s of reads, each seeing a quiet change
+            _quiet_rename(db, user["id"], f"N{n}")
+            assert client.get(url).json()["name"] == f"N{n}"
+            assert not channel.trusted()
+            time.sleep(0.1)

@@ -71,3 +71,20 @@ def test_access_log_takes_its_modes_and_the_old_booleans(value: str, mode: str) 
 def test_an_unknown_access_log_mode_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="RAWPOST_ACCESS_LOG"):
         load_settings(environ={"RAWPOST_ACCESS_LOG": "some"})
+
+
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [
+        *[("true", True), ("On", True), ("1", True), ("yes", True)],
+        *[("false", False), ("OFF", False), ("0", False), ("no", False)],
+    ],
+)
+def test_an_on_off_setting_takes_the_usual_words(word: str, value: bool) -> None:
+    settings = load_settings(environ={"RAWPOST_CACHE": word, "RAWPOST_REQUIRE_IF_MATCH": word})
+    assert settings.cache is value and settings.require_if_match is value
+
+
+def test_an_on_off_setting_refuses_anything_else() -> None:
+    with pytest.raises(SettingsError, match="RAWPOST_CACHE='maybe'"):
+        load_settings(environ={"RAWPOST_CACHE": "maybe"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import tempfile
@@ -13,6 +14,7 @@ import msgspec
 
 from rawpost_devtools.bench.pgbench import find_pgbench, pgbench_job
 from rawpost_devtools.bench.report import (
+    CACHED,
     WITH_SIGN_INS,
     Config,
     Report,
@@ -131,6 +133,14 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     " Argon2id verify), reported as user_by_id+sign-ins.",
 )
 @click.option(
+    "--cache",
+    type=click.Choice(["off", "on", "both"]),
+    default="off",
+    show_default=True,
+    help="The read cache (RAWPOST_CACHE) of the server the bench starts; `both` starts a"
+    " second one with it on, at --url's port + 1, measured next to the first (NAME+cache).",
+)
+@click.option(
     "--only",
     type=click.Choice(BENCHMARK_NAMES),
     multiple=True,
@@ -163,6 +173,7 @@ def bench(
     clients: int | None,
     jobs: int,
     sign_ins: int,
+    cache: str,
     only: tuple[str, ...],
     json_path: Path | None,
     compare: tuple[Path, Path] | None,
@@ -206,13 +217,15 @@ def bench(
         pgbench_clients=clients,
         pgbench_jobs=jobs,
         sign_ins=sign_ins,
+        cache=cache,
     )
     if sign_ins and "user_by_id" not in config.benchmarks:
         raise click.UsageError("--sign-ins measures user_by_id: do not leave it out with --only")
     commit, dirty = git_version()
     report_start = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
-    per_round = duration + len(chosen) * (warmup + 2 * duration)
+    servers = 2 if cache == "both" else 1
+    per_round = duration + len(chosen) * (servers * (warmup + duration) + duration)
     click.echo(
         f"{len(chosen)} benchmark(s) x {runs} run(s): about {per_round * runs // 60 + 1} min;"
         f" wrk -t{threads} -c{connections}, pgbench -c{clients} -j{jobs} -M prepared"
@@ -220,8 +233,23 @@ def bench(
     run_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}{secrets.token_hex(2)}"
     rounds: list[Round] = []
     secret = signing_secret(settings, database_url)
+    cached_url = None
+    if cache == "both":
+        host, port = check_loopback(url)
+        cached_url = f"http://{host}:{port + 1}"
+        if start is False:
+            raise click.UsageError("--cache both starts its own servers: drop --no-serve")
+        start = True
     with (
-        server(url, start=start, database_url=database_url),
+        server(
+            url,
+            start=start,
+            database_url=database_url,
+            env={"RAWPOST_CACHE": "on" if cache == "on" else "off"},
+        ),
+        server(cached_url, start=True, database_url=database_url, env={"RAWPOST_CACHE": "on"})
+        if cached_url
+        else contextlib.nullcontext(),
         tempfile.TemporaryDirectory(prefix="rawpost-bench-") as tmp,
     ):
         tokens_file = Path(tmp) / "tokens.txt"
@@ -245,6 +273,7 @@ def bench(
             tokens_file=tokens_file,
             workdir=Path(tmp),
             config=config,
+            cached_url=cached_url,
         )
         try:
             for r in range(1, runs + 1):
@@ -256,6 +285,8 @@ def bench(
             delete_created(db_url)
             raise
     names = [b.name for b in chosen]
+    if cached_url:
+        names = [n + suffix for n in names for suffix in ("", CACHED)]
     if sign_ins:
         names.insert(names.index("user_by_id") + 1, WITH_SIGN_INS)
     summary = summarize(rounds, names)

@@ -27,10 +27,14 @@ class Config(msgspec.Struct, frozen=True):
     pgbench_jobs: int
     # Sign-ins a second run beside a second user_by_id load (0: not measured).
     sign_ins: int = 0
+    # The servers' read cache: off, on, or both (a second server, reported as NAME+cache).
+    cache: str = "off"
 
 
 # The name under which user_by_id measured with sign-ins beside it is reported.
 WITH_SIGN_INS = "user_by_id+sign-ins"
+# The suffix of a benchmark measured on the server with its read cache on (--cache both).
+CACHED = "+cache"
 
 
 class Round(msgspec.Struct, frozen=True):
@@ -114,6 +118,14 @@ def format_table(summary: Sequence[Summary], runs: int) -> str:
     pk = f"{summary[0].pk_tps:,.0f}" if summary else "-"
     kind = f"medians of {runs} interleaved runs" if runs > 1 else "one run"
     lines.append(f"PK ceiling (pgbench, plain primary-key lookup): {pk} tps; {kind}")
+    by_name = {s.name: s for s in summary}
+    gains = [
+        f"{s.name} {by_name[s.name + CACHED].rps / s.rps:.2f}x"
+        for s in summary
+        if s.name + CACHED in by_name and s.rps
+    ]
+    if gains:
+        lines.append("read cache on / off (req/s, same run): " + ", ".join(gains))
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import click
 import msgspec
 
 from rawpost_devtools.bench.pgbench import PgbenchJob, PgbenchResult, run_pgbench
-from rawpost_devtools.bench.report import WITH_SIGN_INS, Config, Round
+from rawpost_devtools.bench.report import CACHED, WITH_SIGN_INS, Config, Round
 from rawpost_devtools.bench.scenarios import BENCH_DIR, Benchmark
 from rawpost_devtools.bench.wrk import HttpResult, run_wrk
 
@@ -30,14 +30,17 @@ class Runner:
     tokens_file: Path
     workdir: Path
     config: Config
+    # The server with its read cache on, measured next to the one at `url` (--cache both).
+    cached_url: str | None = None
 
-    def http(self, b: Benchmark, run_id: str) -> HttpResult:
+    def http(self, b: Benchmark, run_id: str, url: str | None = None) -> HttpResult:
         c = self.config
+        url = url or self.url
         script = BENCH_DIR / b.script
         if c.warmup_s:
             run_wrk(
                 self.wrk,
-                self.url,
+                url,
                 script,
                 [str(self.ids_file), f"{run_id}w", str(self.tokens_file)],
                 connections=c.connections,
@@ -46,7 +49,7 @@ class Runner:
             )
         return run_wrk(
             self.wrk,
-            self.url,
+            url,
             script,
             [str(self.ids_file), run_id, str(self.tokens_file)],
             connections=c.connections,
@@ -81,12 +84,22 @@ class Runner:
         http: dict[str, HttpResult] = {}
         statement: dict[str, PgbenchResult] = {}
         for b in chosen:
-            http[b.name] = h = self.http(b, run_id)
+            # With two servers, which goes first alternates from round to round.
+            servers = [("", self.url)]
+            if self.cached_url:
+                servers.append((CACHED, self.cached_url))
+                servers = servers if number % 2 else servers[::-1]
+            for suffix, url in servers:
+                http[b.name + suffix] = self.http(b, f"{run_id}{suffix[1:]}", url)
             statement[b.name] = s = self.ceiling(jobs[b.name])
-            click.echo(
-                f"{prefix} {b.name}: {h.rps:,.0f} req/s, p50 {h.p50_ms:.1f} ms,"
-                f" p99 {h.p99_ms:.1f} ms, {h.errors} errors; its statement {s.tps:,.0f} tps"
-            )
+            for suffix, _ in sorted(servers):
+                statement[b.name + suffix] = s
+                h = http[b.name + suffix]
+                click.echo(
+                    f"{prefix} {b.name + suffix}: {h.rps:,.0f} req/s, p50 {h.p50_ms:.1f} ms,"
+                    f" p99 {h.p99_ms:.1f} ms, {h.errors} errors; its statement"
+                    f" {s.tps:,.0f} tps"
+                )
             if b.name == "user_by_id" and self.config.sign_ins:
                 with SignIns(self.url, f"{run_id}s", per_second=self.config.sign_ins) as load:
                     http[WITH_SIGN_INS] = h = self.http(b, run_id)
