@@ -13,14 +13,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import psycopg
 
 from rawpost_devtools import CHECKOUT
-from tests.helpers import SCRAPER
+from tests.helpers import SCRAPER, wait_until
 from tests.support.service import running_workers
 
 KEYS = int(os.environ.get("RAWPOST_TEST_CACHE_SCAN_KEYS", "25000"))
@@ -52,28 +54,31 @@ def _metric(base: str, name: str) -> float:
 
 
 def _scan(base: str, ids_file: Path, seconds: int = 300) -> dict[str, int]:
+    """wrk through every key; interrupted (it then reports) once the server has read
+    them all: wrk itself always runs for its whole duration."""
     wrk = shutil.which("wrk")
     assert wrk, "wrk is not installed: apt-get install wrk"
     script = CHECKOUT / "bench" / "cache_scan.lua"
-    run = subprocess.run(
-        [
-            wrk,
-            "-t2",
-            f"-c{CONNECTIONS}",
-            f"-d{seconds}s",
-            "-s",
-            str(script),
-            base,
-            "--",
-            str(ids_file),
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=True,
+    command = [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), base]
+    process = subprocess.Popen(
+        [*command, "--", str(ids_file), "2"], stdout=subprocess.PIPE, text=True
     )
-    line = next(x for x in run.stdout.splitlines() if x.startswith("RAWPOST_SCAN "))
+    try:
+        wait_until(
+            lambda: (
+                _metric(base, 'rawpost_cache_lookups_total{result="miss"}') >= KEYS - CONNECTIONS
+            ),
+            timeout=seconds,
+            what="the scan",
+        )
+        time.sleep(0.5)  # the last answers
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    line = next(x for x in out.splitlines() if x.startswith("RAWPOST_SCAN "))
     result: dict[str, int] = json.loads(line.removeprefix("RAWPOST_SCAN "))
     return result
 
