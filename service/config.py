@@ -59,12 +59,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # revalidates it (0: every time). docs/security.md, "Conditional requests".
     public_max_age: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 0
     # The in-process cache of public reads (docs/caching.md): on or off, its size per
-    # worker, how long an entry may live at most, and the connection its invalidation
-    # listener uses (default DATABASE_URL; set it to a direct one behind PgBouncer).
+    # worker, and how long an entry may live at most.
     cache: bool = True
     cache_max_mb: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 64
     cache_ttl: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    cache_listen_url: str | None = None
     log_level: LogLevel = "INFO"
     pool_max_lifetime: Seconds = 1800.0
     statement_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 100
@@ -148,7 +146,6 @@ ENV_NAMES: Mapping[str, str] = {
     "cache": "RAWPOST_CACHE",
     "cache_max_mb": "RAWPOST_CACHE_MAX_MB",
     "cache_ttl": "RAWPOST_CACHE_TTL",
-    "cache_listen_url": "RAWPOST_CACHE_LISTEN_URL",
     "log_level": "RAWPOST_LOG_LEVEL",
     "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
     "statement_cache_size": "RAWPOST_STATEMENT_CACHE_SIZE",

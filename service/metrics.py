@@ -79,7 +79,7 @@ CACHE_LOOKUPS = Counter(
 )
 CACHE_INVALIDATIONS = Counter(
     "rawpost_cache_invalidations",
-    "Changes applied to the cache (heard through NOTIFY, the instance's bus, or made"
+    "Changes applied to the cache (read from cache_events, the instance's bus, or made"
     " by the worker itself), and the entries they dropped.",
     ["what"],
 )
@@ -95,7 +95,7 @@ CACHE_SIZE = Gauge(
 )
 CACHE_CHANNEL_UP = Gauge(
     "rawpost_cache_channel_up",
-    "Workers whose invalidation channel is listening and trusted (the others bypass their cache).",
+    "Workers whose change poller has polled within 750 ms (the others bypass their cache).",
     multiprocess_mode="livesum",
 )
 

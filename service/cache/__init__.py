@@ -15,7 +15,8 @@ every entry tagged with it:
 Changes arrive three ways: this worker's own writes drop their entries before the
 answer leaves (`wrote_post`, `wrote_user`); the instance's other workers' writes arrive
 through the bus (`service.cache.bus`) before the next lookup; everything else (other
-instances, the CLI, psql) through the database's NOTIFY (`service.cache.channel`).
+instances, the CLI, psql) through the database's change log, polled 20 times a second
+(`service.cache.channel`).
 While the channel is not trusted, every read bypasses the cache.
 """
 
@@ -100,20 +101,12 @@ class ReadCache:
         self._evictions_published = 0
         self.channel: Channel | None = None
         self._bus = Bus(bus_path) if self.enabled and bus_path else None
-        dsn = settings.cache_listen_url or settings.database_url
-        if not self.enabled or not dsn:
-            return
-        if settings.cache_listen_url is None and settings.statement_cache_size == 0:
-            # The PgBouncer setting (docs/scaling.md): LISTEN cannot work through it.
-            log.warning(
-                "RAWPOST_STATEMENT_CACHE_SIZE=0 (PgBouncer?) without RAWPOST_CACHE_LISTEN_URL:"
-                " the cache's LISTEN would go through PgBouncer, so every read bypasses"
-                " the cache; set RAWPOST_CACHE_LISTEN_URL to a direct connection"
-            )
+        if not self.enabled or not settings.database_url:
             return
         self.channel = Channel(
-            dsn,
+            settings.database_url,
             connect_timeout=settings.connect_timeout,
+            slow_query_ms=settings.slow_query_ms,
             on_event=self.heard,
             on_lost=self._lost,
             on_ready=self._ready,

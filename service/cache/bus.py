@@ -1,14 +1,15 @@
 """The workers of one `rawpost serve` tell each other of their own writes at once.
 
 A worker that changed a row drops it from its own cache before it answers; its sibling
-workers would otherwise learn of it only from the database's NOTIFY, a few milliseconds
-later, and a client that writes and then reads over a new connection (another worker)
-could read the old answer in between. So the writer also appends the change to this
-ring in a file the instance's workers map into memory, and every worker reads the ring's
-head (one 8-byte load) before each cache lookup: a read that reaches any worker after
-the write's answer left sees the change. Why not a library: the sharing is between the
-processes granian starts, which share nothing else but the environment, and it must
-cost no system call on the read path (a pipe or a socket would).
+workers would otherwise learn of it only from their next poll of the database's change
+log, up to 50 ms later, and a client that writes and then reads over a new connection
+(another worker) could read the old answer in between. So the writer also appends the
+change to this ring in a file the instance's workers map into memory, and every worker
+reads the ring's head (one 8-byte load) before each cache lookup: a read that reaches
+any worker after the write's answer left sees the change. Why not a library: the
+sharing is between the processes granian starts, which share nothing else but the
+environment, and it must cost no system call on the read path (a pipe or a socket
+would).
 
 Layout: an 8-byte event counter (`head`), then SLOTS slots of SLOT bytes: the event's
 number (8 bytes), its length (1 byte), its text (`p:<post>:<author>`, `u:<user>`, `*`).

@@ -1,18 +1,21 @@
-"""The invalidation channel: one LISTEN connection per worker, proven alive by probes.
+"""The invalidation channel: each worker polls the database's change log.
 
-The triggers of migration 0010 NOTIFY `rawpost_cache` at the commit of every statement
-that changes users or posts. A worker keeps a dedicated connection (not a pooled one)
-listening on it, and every PROBE_EVERY seconds sends a probe of its own through the same
-channel. PostgreSQL delivers a listener's notifications in commit order, so a probe's
-echo proves every change committed before the probe was sent has been applied: the
-cache is trusted only while the last echo's probe was sent less than TRUST_WINDOW ago.
+The triggers of migration 0010 add a row to `cache_events` in the transaction of every
+statement that changes users or posts. A worker keeps a dedicated connection (not a
+pooled one) and reads the new rows every POLL_EVERY seconds
+(sql/cache/list_cache_events.sql): those with a higher id than the last poll saw, and
+those of the transactions that were still running then (they may commit with a lower
+id). A poll's snapshot holds every change committed before the poll began, so the cache
+is trusted only while the last poll that succeeded began less than TRUST_WINDOW ago.
+
+Why a table and not LISTEN/NOTIFY: PostgreSQL serialises the commits of every
+transaction that sends a NOTIFY, through their WAL flush, which cut the insert of a post
+to 0.31x its throughput (docs/caching.md). A poll is one statement on a connection of
+its own, so it works through PgBouncer in transaction mode too.
 
 A lost connection (terminated backend, restart, network) distrusts the cache at once;
-the worker reconnects with backoff, and only after the first echo on the new connection
-is the cache emptied and trusted again (changes made while nobody listened are lost, so
-nothing read before is kept). Behind PgBouncer in transaction mode LISTEN does not stay
-on one server connection: the echo does not come back, or comes back from another
-backend, and the channel is never trusted (docs/caching.md).
+the worker reconnects with backoff, and only after the first poll on the new connection
+is the cache emptied and trusted again (changes it could not read are unknown).
 """
 
 from __future__ import annotations
@@ -20,60 +23,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
+from service.cache import repository
+from service.db.statements import Timed
+
 log = logging.getLogger("rawpost.cache")
 
-CHANNEL = "rawpost_cache"
-PROBE_EVERY = 0.25
-PROBE_TIMEOUT = 1.0
+POLL_EVERY = 0.05
 # Changes committed up to this long ago are certainly applied while trusted: under the
 # contract's 1 s bound with a request in flight.
 TRUST_WINDOW = 0.75
+PRUNE_EVERY = 60.0
 RECONNECT_MAX = 5.0
+APPLICATION_NAME = "rawpost-cache-poller"
 
 
 class Channel:
-    """Calls `on_event(payload)` for every notification, `on_lost()` when the channel is
-    lost and `on_ready()` when it is back (after its first echo)."""
+    """Calls `on_event(payload)` for every change, `on_lost()` when the channel is lost
+    and `on_ready()` when it is back (after its first poll)."""
 
     def __init__(
         self,
         dsn: str,
         *,
         connect_timeout: float,
+        slow_query_ms: float,
         on_event: Callable[[str], None],
         on_lost: Callable[[], None],
         on_ready: Callable[[], None],
     ) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
+        self._slow_ms = slow_query_ms
         self._on_event, self._on_lost, self._on_ready = on_event, on_lost, on_ready
-        self._prefix = f"probe:{os.getpid()}:{secrets.token_hex(4)}:"
-        self._echoed: dict[str, asyncio.Future[int]] = {}
         self._trusted_until = 0.0
         # Every change committed before this (monotonic) time has been applied.
         self.applied_until = 0.0
-        self.up = False  # listening, and echoed since the last (re)connect
-        self.failures = 0  # connection attempts or probes failed in a row
+        self.up = False  # connected, and polled since the last (re)connect
+        self.failures = 0  # connection attempts or polls failed in a row
 
     def trusted(self) -> bool:
         return time.monotonic() < self._trusted_until
-
-    def _notified(self, _conn: Any, pid: int, _channel: str, message: object) -> None:
-        payload = str(message)
-        if payload.startswith("probe:"):
-            waiter = self._echoed.pop(payload, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(pid)
-            return
-        self._on_event(payload)
 
     def _lost(self, *_args: Any) -> None:
         self._trusted_until = 0.0
@@ -82,19 +77,18 @@ class Channel:
             self._on_lost()
 
     async def run(self) -> None:
-        """Listen, probe, reconnect after any failure; until cancelled."""
+        """Poll; reconnect after any failure; until cancelled."""
         while not _cancelling():
             conn = None
             try:
                 conn = await asyncpg.connect(
                     self._dsn,
                     timeout=self._connect_timeout,
-                    statement_cache_size=0,
-                    server_settings={"application_name": "rawpost-cache-listener"},
+                    statement_cache_size=0,  # one connection: PgBouncer or not
+                    server_settings={"application_name": APPLICATION_NAME},
                 )
                 conn.add_termination_listener(self._lost)
-                await conn.add_listener(CHANNEL, self._notified)
-                await self._probe_forever(conn)
+                await self._poll_forever(Timed(conn, self._slow_ms))
             except asyncio.CancelledError:
                 self.up = False  # shutting down: not a loss worth a warning
                 raise
@@ -115,44 +109,35 @@ class Channel:
             await asyncio.sleep(min(RECONNECT_MAX, 0.1 * 2 ** min(self.failures, 6)))
         raise asyncio.CancelledError
 
-    async def _probe_forever(self, conn: asyncpg.Connection[Any]) -> None:
-        backend = conn.get_server_pid()
-        number = 0
+    async def _poll_forever(self, conn: Timed) -> None:
+        started = time.monotonic()
+        start = await repository.starting_point(conn)
+        after, pending = start.newest, start.running
+        self._trusted(started)
+        last_prune = time.monotonic()
         while not _cancelling():
-            number += 1
-            probe = f"{self._prefix}{number}"
-            waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._echoed[probe] = waiter
-            sent = time.monotonic()
-            try:
-                sender = await conn.fetchval(
-                    "SELECT pg_backend_pid() FROM pg_notify($1, $2)",
-                    CHANNEL,
-                    probe,
-                    timeout=PROBE_TIMEOUT,
-                )
-                async with asyncio.timeout(PROBE_TIMEOUT):
-                    heard_from = await waiter
-            except TimeoutError:
-                raise ConnectionError("no echo of the channel's probe within 1 s") from None
-            finally:
-                self._echoed.pop(probe, None)
-            if sender != backend or heard_from != backend:
-                # The statement ran on another server connection than LISTEN did.
-                raise ConnectionError(
-                    "the listening connection moved between server connections (PgBouncer"
-                    " in transaction mode?): set RAWPOST_CACHE_LISTEN_URL to a direct one"
-                )
-            self._trusted_until = sent + TRUST_WINDOW
-            self.applied_until = sent
-            if not self.up:
-                self.up = True
-                if self.failures:
-                    log.info("cache invalidation channel back after %d failures", self.failures)
-                self.failures = 0
-                self._on_ready()
-            await asyncio.sleep(PROBE_EVERY)
+            await asyncio.sleep(POLL_EVERY)
+            started = time.monotonic()
+            rows = await repository.changes_since(conn, after_id=after, pending=pending)
+            for row in rows:
+                if row.payload is not None:
+                    self._on_event(row.payload)
+            after, pending = max(after, rows[0].newest), rows[0].running
+            self._trusted(started)
+            if started - last_prune > PRUNE_EVERY:
+                last_prune = started
+                await repository.forget_old_changes(conn)
         raise asyncio.CancelledError
+
+    def _trusted(self, started: float) -> None:
+        self._trusted_until = started + TRUST_WINDOW
+        self.applied_until = started
+        if not self.up:
+            self.up = True
+            if self.failures:
+                log.info("cache invalidation channel back after %d failures", self.failures)
+            self.failures = 0
+            self._on_ready()
 
 
 def _cancelling() -> bool:

@@ -49,6 +49,10 @@ log = logging.getLogger("rawpost.replicas")
 # position read afterwards is at or past it; one read inside the write statement would be
 # before the commit record, which a standby could reach without showing the write.
 WAL_POSITION = "SELECT pg_current_wal_lsn()"
+# A Consistency-Token: where the WAL has been inserted up to, read after COMMIT returned.
+# At or past the commit record even when synchronous_commit is off (the record may not be
+# written yet, and no standby replays past it before it is).
+COMMITTED_POSITION = "SELECT pg_current_wal_insert_lsn()"
 _REPLAY_POSITION = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()"
 # Which cluster a server belongs to: a standby shares its primary's identifier.
 _CLUSTER = "SELECT system_identifier FROM pg_control_system()"

@@ -21,7 +21,7 @@ from service.config import Settings
 from service.db import failures
 from service.db.pool import Connection, Database, Pool
 from service.db.replicas import (
-    WAL_POSITION,
+    COMMITTED_POSITION,
     Replica,
     Replicas,
     reads_from_replica,
@@ -160,9 +160,9 @@ class Session(Statements):
         settings = self._db.settings
         try:
             if self._conn is not None and self._replica is None:
-                return int(await self._conn.fetchval(WAL_POSITION))
+                return int(await self._conn.fetchval(COMMITTED_POSITION))
             async with self._db.pool.acquire(timeout=settings.acquire_timeout) as conn:
-                return int(await conn.fetchval(WAL_POSITION))
+                return int(await conn.fetchval(COMMITTED_POSITION))
         except Exception as exc:
             # The write stands; without a token the client's next read may be stale.
             log.warning("no Consistency-Token: WAL position unreadable (%s)", type(exc).__name__)

@@ -222,7 +222,7 @@ def test_without_a_trusted_channel_every_read_goes_to_the_database(
     assert channel is not None
     killed = db.execute(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE application_name = 'rawpost-cache-listener' AND datname = current_database())"
+        " WHERE application_name = 'rawpost-cache-poller' AND datname = current_database())"
         " AS t"
     ).fetchone()
     assert killed == (1,)

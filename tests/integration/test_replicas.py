@@ -343,3 +343,37 @@ def test_a_replica_url_that_is_not_a_standby_gets_no_reads(
         unavailable = fallbacks("unavailable")
         assert body_of(client.get("/api/users?limit=1", headers=admin), 200)["items"]
         assert fallbacks("unavailable") == unavailable + 1
+
+
+def test_the_read_cache_is_filled_from_the_primary_never_from_a_lagging_standby(
+    primary_url: str, standby: Standby, admin: dict[str, str]
+) -> None:
+    """Anonymous reads are cached; a miss reads the primary. With replay paused, a post
+    changed on the primary is read back new at once: the standby's old row is never
+    kept (it would be served until the TTL)."""
+    settings = replica_settings(primary_url, standby.url("rawpost_replicas"), replica_max_lag=30)
+    with replica_client(settings) as client:
+        user, _ = sign_up(client, "cached@replica.test")
+        post = body_of(
+            client.post(
+                "/api/posts",
+                json={"title": "old", "content": "c", "published": True},
+                headers=bearer(mint_token(user["id"])),
+            ),
+            201,
+        )
+        standby.wait_caught_up(primary_url)
+        standby.pause_replay()
+        changed = client.patch(f"/api/posts/{post['id']}", json={"title": "new"}, headers=admin)
+        assert body_of(changed, 200)["title"] == "new"
+        cache = client.app.state.cache
+        deadline = time.monotonic() + 10
+        while not cache.channel.trusted():  # else the reads bypass it (to the standby)
+            assert time.monotonic() < deadline, "the cache's poller never polled"
+            time.sleep(0.02)
+        misses = cache.counts.misses
+        for _ in range(3):  # a miss, then hits: all the primary's version
+            assert body_of(client.get(f"/api/posts/{post['id']}"), 200)["title"] == "new"
+        assert cache.counts.misses == misses + 1
+        # The same read signed in is the standby's, still the old row: replay is paused.
+        assert body_of(client.get(f"/api/posts/{post['id']}", headers=admin), 200)["title"] == "old"

@@ -88,7 +88,7 @@ def test_two_instances_never_serve_a_write_stale_beyond_the_bound(
             if round_ == ROUNDS // 2:
                 row = db.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE application_name = 'rawpost-cache-listener'"
+                    " WHERE application_name = 'rawpost-cache-poller'"
                 ).fetchone()
                 terminated = int(str(row[0])) if row else 0
             title = f"v{round_}"

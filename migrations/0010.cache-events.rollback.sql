@@ -11,3 +11,5 @@ DROP TRIGGER posts_cache_update ON posts;
 DROP TRIGGER posts_cache_insert ON posts;
 -- squawk-ignore ban-drop-function
 DROP FUNCTION rawpost_cache_changed();
+-- squawk-ignore ban-drop-table
+DROP TABLE cache_events;
