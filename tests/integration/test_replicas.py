@@ -367,8 +367,11 @@ def test_the_read_cache_is_filled_from_the_primary_never_from_a_lagging_standby(
         changed = client.patch(f"/api/posts/{post['id']}", json={"title": "new"}, headers=admin)
         assert body_of(changed, 200)["title"] == "new"
         cache = client.app.state.cache
-        deadline = time.monotonic() + 10
-        while not cache.channel.trusted():  # else the reads bypass it (to the standby)
+        # Trusted (else the reads bypass it, to the standby), and past the PATCH's own
+        # change (else that change, heard late, drops the entry once more).
+        changed_at = time.monotonic()
+        deadline = changed_at + 10
+        while not (cache.channel.trusted() and cache.channel.applied_until > changed_at):
             assert time.monotonic() < deadline, "the cache's poller never polled"
             time.sleep(0.02)
         misses = cache.counts.misses
