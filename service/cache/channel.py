@@ -88,7 +88,7 @@ class Channel:
                     server_settings={"application_name": APPLICATION_NAME},
                 )
                 conn.add_termination_listener(self._lost)
-                await self._poll_forever(Timed(conn, self._slow_ms))
+                await self._poll_forever(Timed(conn, self._slow_ms, quiet=True))
             except asyncio.CancelledError:
                 self.up = False  # shutting down: not a loss worth a warning
                 raise

@@ -65,17 +65,26 @@ class Timed(Statements):
     """An Executor over one connection the caller holds (a transaction's, a background
     task's, an operator command's): each statement timed, counted and logged."""
 
-    __slots__ = ("_conn", "_slow_ms")
+    __slots__ = ("_conn", "_quiet", "_slow_ms")
 
-    def __init__(self, conn: Connection, slow_ms: float = float("inf")) -> None:
-        self._conn, self._slow_ms = conn, slow_ms
+    def __init__(
+        self, conn: Connection, slow_ms: float = float("inf"), *, quiet: bool = False
+    ) -> None:
+        # quiet: no DEBUG line per statement (a poller's, many a second); slow ones still.
+        self._conn, self._slow_ms, self._quiet = conn, slow_ms, quiet
 
     async def _run(self, method: str, query: Query, args: tuple[Any, ...]) -> Any:
-        return await run(self._conn, method, query, args, self._slow_ms)
+        return await run(self._conn, method, query, args, self._slow_ms, quiet=self._quiet)
 
 
 async def run(
-    conn: Connection, method: str, query: Query, args: tuple[Any, ...], slow_ms: float
+    conn: Connection,
+    method: str,
+    query: Query,
+    args: tuple[Any, ...],
+    slow_ms: float,
+    *,
+    quiet: bool = False,
 ) -> Any:
     """conn.<method>(query's SQL, *args), timed into the query histogram and the log."""
     started = time.perf_counter()
@@ -83,7 +92,8 @@ async def run(
         result = await getattr(conn, method)(query.sql, *args)
     finally:
         _observe(query.name, started)
-    _log(query.name, started, result if method != "execute" else _tag_rows(result), slow_ms)
+    rows = result if method != "execute" else _tag_rows(result)
+    _log(query.name, started, rows, slow_ms, quiet)
     return result
 
 
@@ -115,7 +125,7 @@ def _tag_rows(tag: Any) -> _Rows:
     return _Rows(int(text.rpartition(" ")[2]) if text[-1:].isdigit() else 0)
 
 
-def _log(name: str, started: float, result: Any, slow_ms: float) -> None:
+def _log(name: str, started: float, result: Any, slow_ms: float, quiet: bool) -> None:
     took_ms = (time.perf_counter() - started) * 1000
     if isinstance(result, list):
         rows = len(result)
@@ -131,7 +141,7 @@ def _log(name: str, started: float, result: Any, slow_ms: float) -> None:
             rows,
             extra={"query": name, "duration_ms": round(took_ms, 2), "rows": rows},
         )
-    elif sql_log.isEnabledFor(logging.DEBUG):
+    elif not quiet and sql_log.isEnabledFor(logging.DEBUG):
         # Parameter values are never logged.
         sql_log.debug(
             "query %s took %.2f ms (%d rows)",
