@@ -165,7 +165,9 @@ async def ready(state: State) -> Response[Readiness]:
 METRICS_SCHEME = "MetricsToken"
 
 
-def scraper_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def scraper_only(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """/metrics is for a scraper holding RAWPOST_METRICS_TOKEN; unset, it is not served."""
     db: Database = connection.app.state.db
     expected = db.settings.metrics_token

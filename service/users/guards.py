@@ -13,12 +13,12 @@ from service.auth.security import caller_of, signed_in
 from service.errors import ForbiddenError
 
 
-def owner_or_admin(
+async def owner_or_admin(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """401 without a caller; 403 for anyone but the user itself or an admin, the same for
     every id (existing or not), so the answer tells nothing about which users exist."""
-    signed_in(connection, handler)
+    await signed_in(connection, handler)
     caller = caller_of(connection)
     assert caller is not None
     try:
