@@ -47,6 +47,7 @@ from service.observability import (
 )
 from service.openapi import refine as refine_openapi
 from service.posts.routes import router as posts_router
+from service.posts.writes import PostWrites
 from service.ratelimit import RateLimits
 from service.sql import QUERIES, Query, SqlFileError
 from service.users.routes import router as users_router
@@ -196,6 +197,9 @@ def create_app(settings: Settings) -> Litestar:
             app.state.issuer = Issuer(settings, passwords)
             app.state.callers = callers = Callers(db)
             app.state.cache = cache = ReadCache.for_worker(settings)
+            app.state.post_writes = post_writes = (
+                PostWrites(db, settings.write_coalesce_ms) if settings.write_coalesce_ms else None
+            )
             BUILD_INFO.labels(
                 version=importlib.metadata.version("rawpost"),
                 python=platform.python_version(),
@@ -211,6 +215,8 @@ def create_app(settings: Settings) -> Litestar:
                 ):
                     yield
             finally:
+                if post_writes is not None:
+                    await post_writes.close()
                 passwords.close()
         finally:
             await pool.close()

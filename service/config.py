@@ -63,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache: bool = True
     cache_max_mb: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 64
     cache_ttl: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    # create_post requests gathered this many milliseconds into one INSERT and one commit
+    # (service/posts/writes.py); 0: each its own statement.
+    write_coalesce_ms: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
     log_level: LogLevel = "INFO"
     pool_max_lifetime: Seconds = 1800.0
     statement_cache_size: Annotated[int, msgspec.Meta(ge=0)] = 100
@@ -146,6 +149,7 @@ ENV_NAMES: Mapping[str, str] = {
     "cache": "RAWPOST_CACHE",
     "cache_max_mb": "RAWPOST_CACHE_MAX_MB",
     "cache_ttl": "RAWPOST_CACHE_TTL",
+    "write_coalesce_ms": "RAWPOST_WRITE_COALESCE_MS",
     "log_level": "RAWPOST_LOG_LEVEL",
     "pool_max_lifetime": "RAWPOST_POOL_MAX_LIFETIME",
     "statement_cache_size": "RAWPOST_STATEMENT_CACHE_SIZE",

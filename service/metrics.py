@@ -34,6 +34,12 @@ QUERY_SECONDS = Histogram(
     ["query"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+WRITE_BATCH_SIZE = Histogram(
+    "rawpost_write_batch_size",
+    "Requests whose writes went to the database in one statement (RAWPOST_WRITE_COALESCE_MS).",
+    ["query"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 POOL_ACQUIRE_SECONDS = Histogram(
     "rawpost_pool_acquire_seconds",
     "Time a request waited for a pooled database connection.",

@@ -24,6 +24,9 @@ _GET_POST = query(
 _INSERT_POST = query(
     "posts/insert_post", "7f475f7cee2368e6645b66441433d614099e150e3049dc06a37fb2eb1817be0f"
 )
+_INSERT_POSTS = query(
+    "posts/insert_posts", "714013d37e47a81290f3398695269d6a1bd7a6d203da64e332e877fbfc1b4905"
+)
 _LIST_POSTS = query(
     "posts/list_posts", "3b0eb3fa9715b450a36a611d521a4b0b8554d21edfb8a36fc58ee84e49205861"
 )
@@ -90,6 +93,37 @@ async def insert_post(
     author."""
     row = await conn.fetchrow(_INSERT_POST, author_id, title, content, published)
     return None if row is None else msgspec.convert(tuple(row), PostRow)
+
+
+class InsertPostsRow(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """A row of posts/insert_posts."""
+
+    n: int
+    id: uuid.UUID
+    author_id: uuid.UUID
+    title: str
+    content: str
+    published: bool
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    author: object
+
+
+async def insert_posts(
+    conn: Executor,
+    *,
+    author_ids: list[uuid.UUID],
+    titles: list[str],
+    contents: list[str],
+    published: list[bool],
+) -> list[InsertPostsRow]:
+    """posts/insert_posts.sql: create posts for live authors in one statement and one
+    commit: the create_post requests that arrived together (service/posts/writes.py),
+    each one a row of the arrays, which all have the same length."""
+    return [
+        msgspec.convert(tuple(row), InsertPostsRow)
+        for row in await conn.fetch(_INSERT_POSTS, author_ids, titles, contents, published)
+    ]
 
 
 async def list_posts(

@@ -8,6 +8,7 @@ cannot: no existence oracle for drafts).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -93,6 +94,17 @@ async def list_user_posts(
     return [msgspec.convert(row, Post, from_attributes=True) for row in rows if row.id is not None]
 
 
+def author_for(caller: Caller, author_id: UUID | None) -> UUID:
+    """Whose post the caller creates: its own, or anyone's when the caller is an admin."""
+    if author_id is not None and author_id != caller.id and not caller.is_admin:
+        raise ForbiddenError("only an admin may create a post for another author")
+    return caller.id if author_id is None else author_id
+
+
+def author_missing(author: UUID) -> UnprocessableError:
+    return UnprocessableError(f"author {author} does not exist or is deleted")
+
+
 async def insert_post(
     conn: Executor,
     *,
@@ -103,15 +115,41 @@ async def insert_post(
     published: bool,
 ) -> Post:
     """A post by the caller, or by any live author when the caller is an admin."""
-    if author_id is not None and author_id != caller.id and not caller.is_admin:
-        raise ForbiddenError("only an admin may create a post for another author")
-    author = caller.id if author_id is None else author_id
+    author = author_for(caller, author_id)
     row = await q.insert_post(
         conn, author_id=author, title=title, content=content, published=published
     )
     if row is None:
-        raise UnprocessableError(f"author {author} does not exist or is deleted")
+        raise author_missing(author)
     return post_from(row)
+
+
+class NewPost(Protocol):
+    @property
+    def author_id(self) -> UUID: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def published(self) -> bool: ...
+
+
+async def insert_posts(conn: Executor, new: Sequence[NewPost]) -> list[Post | None]:
+    """Many posts in one statement (create_post requests coalesced by
+    service/posts/writes.py): per item, its post, or None when its author is missing or
+    deleted."""
+    rows = await q.insert_posts(
+        conn,
+        author_ids=[n.author_id for n in new],
+        titles=[n.title for n in new],
+        contents=[n.content for n in new],
+        published=[n.published for n in new],
+    )
+    posts: list[Post | None] = [None] * len(new)
+    for row in rows:
+        posts[row.n - 1] = post_from(row)
+    return posts
 
 
 async def update_post(

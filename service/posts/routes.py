@@ -24,6 +24,7 @@ from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page
 from service.posts import repository
 from service.posts.schemas import Post, PostCreate, PostPage, PostPatch
+from service.posts.writes import NewPost, post_writes_of
 from service.validation import given, strict_json
 
 PostId = Annotated[UUID, Parameter(description="The post's id (a UUID).")]
@@ -55,16 +56,22 @@ async def create_post(
 ) -> Response[Post]:
     data = strict_json(body, PostCreate)
     created: list[Post] = []
+    # Without a key: gathered with other creates into one statement (posts/writes.py).
+    writes = post_writes_of(request) if idempotency_key is None else None
 
     async def run(c: Executor) -> Outcome:
-        post = await repository.insert_post(
-            c,
-            caller=request.user,
-            author_id=given(data.author_id),
-            title=data.title,
-            content=data.content,
-            published=data.published,
-        )
+        if writes is not None:
+            author = repository.author_for(request.user, given(data.author_id))
+            post = await writes.create(NewPost(author, data.title, data.content, data.published))
+        else:
+            post = await repository.insert_post(
+                c,
+                caller=request.user,
+                author_id=given(data.author_id),
+                title=data.title,
+                content=data.content,
+                published=data.published,
+            )
         created.append(post)
         return Outcome(201, post, f"/api/posts/{post.id}")
 

@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.generated.posts import PostRow
+from service.generated.posts import InsertPostsRow, PostRow
 from service.validation import no_nul
 
 Title = Annotated[str, Meta(min_length=1, max_length=200, description="1..200 characters.")]
@@ -32,7 +32,7 @@ class Post(msgspec.Struct, kw_only=True):
     author: Author
 
 
-def post_from(row: PostRow) -> Post:
+def post_from(row: PostRow | InsertPostsRow) -> Post:
     """Generated row -> API Post; a statement whose columns change gets its own row type
     (or changes PostRow), which breaks this call or this body in mypy."""
     return Post(
