@@ -65,7 +65,7 @@ def test_pgbench_sql_refuses_unterminated_text_as_the_loader_does(text: str) -> 
 @pytest.mark.parametrize("benchmark", BENCHMARKS, ids=lambda b: b.name)
 def test_each_benchmark_binds_exactly_the_parameters_of_its_statement(benchmark: Any) -> None:
     job = pgbench_job(QUERIES[benchmark.query].source, benchmark.params, ["u1", "u2", "u3"])
-    sampled = Sampled.USER_ID in benchmark.params.values()
+    sampled = {Sampled.USER_ID, Sampled.USER_IDS} & set(benchmark.params.values())
     assert len(job.scripts) == (3 if sampled else 1)
     for script in job.scripts:
         assert script.endswith(";\n")
@@ -237,3 +237,40 @@ def test_compare_prints_both_runs_side_by_side(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "+50.0%" in result.output
     assert "0.100" in result.output and "0.150" in result.output
+
+
+def test_goals_are_ratios_taken_within_each_round_then_the_median() -> None:
+    def round_(rawpost: float, minimal: float, floor: float, p99: float) -> Round:
+        http = {
+            "create_post": _http(rawpost, p99),
+            "create_post@minimal": _http(minimal),
+            "create_post@floor": _http(floor),
+            "posts_page": _http(900, 50),  # no reference rows: no goal line
+        }
+        return Round(pk=_pg(10_000), http=http, statement={})
+
+    # Per round over minimal: 1.5, 1.0, 1.3 -> 1.3; over the floor: 1.0, 0.5, 1.3 -> 1.0.
+    rounds = [
+        round_(1500, 1000, 1500, 80),
+        round_(500, 500, 1000, 120),
+        round_(1300, 1000, 1000, 90),
+    ]
+    table = kit.format_goals(rounds, ["posts_page", "create_post"])
+    (line,) = [x for x in table.splitlines() if x.startswith("create_post")]
+    assert line.split() == [
+        "create_post",
+        "1.30",
+        ">=",
+        "1.2",
+        "1.00",
+        ">=",
+        "1.0",
+        "90.0",
+        "<=",
+        "100",
+        "yes",
+    ]
+    assert "posts_page" not in table
+    slow = [round_(1500, 1000, 1500, 120), round_(1500, 1000, 1500, 130)]
+    assert kit.format_goals(slow, ["create_post"]).splitlines()[-1].endswith("NO")
+    assert kit.format_goals(rounds, ["posts_page"]) == ""

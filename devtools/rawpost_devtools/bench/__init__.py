@@ -25,6 +25,7 @@ from rawpost_devtools.bench.report import (
     Round,
     Summary,
     format_comparison,
+    format_goals,
     format_table,
     summarize,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "find_pgbench",
     "find_wrk",
     "format_comparison",
+    "format_goals",
     "format_table",
     "parse_pgbench",
     "parse_wrk",

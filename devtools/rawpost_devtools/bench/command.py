@@ -15,11 +15,14 @@ import msgspec
 from rawpost_devtools.bench.pgbench import find_pgbench, pgbench_job
 from rawpost_devtools.bench.report import (
     CACHED,
+    FLOOR,
+    MINIMAL,
     WITH_SIGN_INS,
     Config,
     Report,
     Round,
     format_comparison,
+    format_goals,
     format_table,
     git_version,
     machine_info,
@@ -41,6 +44,7 @@ from rawpost_devtools.bench.server import (
     delete_created,
     http_status,
     mint_tokens,
+    reference_server,
     server,
     signing_secret,
 )
@@ -141,6 +145,15 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     " second one with it on, at --url's port + 1, measured next to the first (NAME+cache).",
 )
 @click.option(
+    "--references/--no-references",
+    default=False,
+    show_default=True,
+    help="Also start bench/reference's minimal Litestar app and frameworkless floor under"
+    " granian (rawpost's workers and pool size, at --url's port + 2 and + 3), measure every"
+    " benchmark on them in the same rounds (NAME@minimal, NAME@floor) and print rawpost's"
+    " ratios against the goals.",
+)
+@click.option(
     "--only",
     type=click.Choice(BENCHMARK_NAMES),
     multiple=True,
@@ -174,6 +187,7 @@ def bench(
     jobs: int,
     sign_ins: int,
     cache: str,
+    references: bool,
     only: tuple[str, ...],
     json_path: Path | None,
     compare: tuple[Path, Path] | None,
@@ -218,13 +232,14 @@ def bench(
         pgbench_jobs=jobs,
         sign_ins=sign_ins,
         cache=cache,
+        references=references,
     )
     if sign_ins and "user_by_id" not in config.benchmarks:
         raise click.UsageError("--sign-ins measures user_by_id: do not leave it out with --only")
     commit, dirty = git_version()
     report_start = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
-    servers = 2 if cache == "both" else 1
+    servers = 1 + (cache == "both") + 2 * references
     per_round = duration + len(chosen) * (servers * (warmup + duration) + duration)
     click.echo(
         f"{len(chosen)} benchmark(s) x {runs} run(s): about {per_round * runs // 60 + 1} min;"
@@ -233,25 +248,45 @@ def bench(
     run_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}{secrets.token_hex(2)}"
     rounds: list[Round] = []
     secret = signing_secret(settings, database_url)
+    host, port = check_loopback(url)
+    others: list[tuple[str, str]] = []
     cached_url = None
     if cache == "both":
-        host, port = check_loopback(url)
         cached_url = f"http://{host}:{port + 1}"
+        others.append((CACHED, cached_url))
         if start is False:
             raise click.UsageError("--cache both starts its own servers: drop --no-serve")
         start = True
-    with (
-        server(
-            url,
-            start=start,
-            database_url=database_url,
-            env={"RAWPOST_CACHE": "on" if cache == "on" else "off"},
-        ),
-        server(cached_url, start=True, database_url=database_url, env={"RAWPOST_CACHE": "on"})
-        if cached_url
-        else contextlib.nullcontext(),
-        tempfile.TemporaryDirectory(prefix="rawpost-bench-") as tmp,
-    ):
+    if references:
+        others += [(MINIMAL, f"http://{host}:{port + 2}"), (FLOOR, f"http://{host}:{port + 3}")]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            server(
+                url,
+                start=start,
+                database_url=database_url,
+                env={"RAWPOST_CACHE": "on" if cache == "on" else "off"},
+            )
+        )
+        if cached_url:
+            stack.enter_context(
+                server(
+                    cached_url, start=True, database_url=database_url, env={"RAWPOST_CACHE": "on"}
+                )
+            )
+        for suffix, reference_url in others:
+            if suffix in (MINIMAL, FLOOR):
+                stack.enter_context(
+                    reference_server(
+                        suffix[1:],
+                        reference_url,
+                        workers=settings.workers,
+                        pool_size=settings.pool_max_size,
+                        database_url=db_url,
+                        secret=secret,
+                    )
+                )
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rawpost-bench-"))
         tokens_file = Path(tmp) / "tokens.txt"
         tokens = mint_tokens(secret, ids.users[:TOKEN_USERS], seconds=per_round * runs + 600)
         tokens_file.write_text("".join(f"{t}\n" for t in tokens))
@@ -273,7 +308,7 @@ def bench(
             tokens_file=tokens_file,
             workdir=Path(tmp),
             config=config,
-            cached_url=cached_url,
+            others=tuple(others),
         )
         try:
             for r in range(1, runs + 1):
@@ -284,14 +319,15 @@ def bench(
         except BaseException:
             delete_created(db_url)
             raise
-    names = [b.name for b in chosen]
-    if cached_url:
-        names = [n + suffix for n in names for suffix in ("", CACHED)]
+    names = [n + suffix for n in (b.name for b in chosen) for suffix in ["", *dict(others)]]
     if sign_ins:
         names.insert(names.index("user_by_id") + 1, WITH_SIGN_INS)
     summary = summarize(rounds, names)
     click.echo("")
     click.echo(format_table(summary, runs))
+    if goals := format_goals(rounds, [b.name for b in chosen]):
+        click.echo("")
+        click.echo(goals)
     if json_path:
         report = Report(
             started_at=report_start,

@@ -48,9 +48,10 @@ def pgbench_job(source: str, params: Mapping[str, Value], user_ids: Sequence[str
     """pgbench scripts that run `source` with `params` bound as the route binds them.
 
     pgbench can neither draw a random UUID nor send a NULL parameter, so:
-    - a Sampled.USER_ID parameter gets one script per sampled id (up to 100), each reading
-      its own `-D` variable; pgbench picks a script at random for every transaction, so
-      the statement text stays the route's, prepared once per connection and script;
+    - a Sampled.USER_ID parameter (or USER_IDS, a one-element array) gets one script per
+      sampled id (up to 100), each reading its own `-D` variable; pgbench picks a script
+      at random for every transaction, so the statement text stays the route's, prepared
+      once per connection and script;
     - a None parameter is written into the statement as the literal NULL (an asyncpg
       client sends it as a parameter; the plan differs only where the planner folds it).
     """
@@ -61,7 +62,7 @@ def pgbench_job(source: str, params: Mapping[str, Value], user_ids: Sequence[str
         raise ValueError(
             f"the statement takes {sorted(names)}, the benchmark binds {sorted(params)}"
         )
-    sampled = any(v is Sampled.USER_ID for v in params.values())
+    sampled = any(v in (Sampled.USER_ID, Sampled.USER_IDS) for v in params.values())
     if sampled and not user_ids:
         raise ValueError("no user ids to sample from")
     variants = min(len(user_ids), PGBENCH_ID_SCRIPTS) if sampled else 1
@@ -74,6 +75,9 @@ def pgbench_job(source: str, params: Mapping[str, Value], user_ids: Sequence[str
                 values[name] = "NULL"
             elif value is Sampled.USER_ID:
                 defines[f"{name}_{k}"] = user_ids[k]
+                values[name] = f":{name}_{k}"
+            elif value is Sampled.USER_IDS:  # an array literal, bound as one parameter
+                defines[f"{name}_{k}"] = "{" + user_ids[k] + "}"
                 values[name] = f":{name}_{k}"
             else:
                 defines[name] = str(value)

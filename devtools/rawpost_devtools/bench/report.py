@@ -29,12 +29,24 @@ class Config(msgspec.Struct, frozen=True):
     sign_ins: int = 0
     # The servers' read cache: off, on, or both (a second server, reported as NAME+cache).
     cache: str = "off"
+    # Whether bench/reference's apps were measured beside it (NAME@minimal, NAME@floor).
+    references: bool = False
 
 
 # The name under which user_by_id measured with sign-ins beside it is reported.
 WITH_SIGN_INS = "user_by_id+sign-ins"
 # The suffix of a benchmark measured on the server with its read cache on (--cache both).
 CACHED = "+cache"
+# The suffixes of the reference apps' rows (--references), and the goals of rawpost's
+# req/s over theirs (issue 15): (over the minimal Litestar app, over the frameworkless floor).
+MINIMAL, FLOOR = "@minimal", "@floor"
+GOALS = {
+    "user_by_id": (1.2, 0.8),
+    "posts_page": (1.2, 0.8),
+    "user_with_posts": (1.2, 0.8),
+    "create_post": (1.2, 1.0),
+}
+P99_GOAL_MS = 100.0
 
 
 class Round(msgspec.Struct, frozen=True):
@@ -66,6 +78,18 @@ class Report(msgspec.Struct, frozen=True):
     rounds: list[Round]
     summary: list[Summary]
     version: int = 1
+
+
+def aligned(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The head and rows as lines of columns: the first left-aligned, the others right."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in [head, *rows]
+    ]
 
 
 def summarize(rounds: Sequence[Round], names: Sequence[str]) -> list[Summary]:
@@ -106,14 +130,7 @@ def format_table(summary: Sequence[Summary], runs: int) -> str:
         )
         for s in summary
     ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in [head, *rows]
-    ]
+    lines = aligned(head, rows)
     lines.insert(1, "-" * len(lines[0]))
     pk = f"{summary[0].pk_tps:,.0f}" if summary else "-"
     kind = f"medians of {runs} interleaved runs" if runs > 1 else "one run"
@@ -126,6 +143,41 @@ def format_table(summary: Sequence[Summary], runs: int) -> str:
     ]
     if gains:
         lines.append("read cache on / off (req/s, same run): " + ", ".join(gains))
+    return "\n".join(lines)
+
+
+def format_goals(rounds: Sequence[Round], names: Sequence[str]) -> str:
+    """rawpost's req/s over each reference's, taken within each round and then the median,
+    and rawpost's p99, against the goals; one line per benchmark with both references."""
+    head = ("benchmark", "/ minimal", "goal", "/ floor", "goal", "p99 ms", "goal", "met")
+    rows = []
+    for name in names:
+        if name not in GOALS or name + MINIMAL not in rounds[0].http:
+            continue
+        over = [
+            statistics.median(r.http[name].rps / max(r.http[name + ref].rps, 1e-9) for r in rounds)
+            for ref in (MINIMAL, FLOOR)
+        ]
+        p99 = statistics.median(r.http[name].p99_ms for r in rounds)
+        goals = GOALS[name]
+        met = over[0] >= goals[0] and over[1] >= goals[1] and p99 <= P99_GOAL_MS
+        rows.append(
+            (
+                name,
+                f"{over[0]:.2f}",
+                f">= {goals[0]}",
+                f"{over[1]:.2f}",
+                f">= {goals[1]}",
+                f"{p99:.1f}",
+                f"<= {P99_GOAL_MS:.0f}",
+                "yes" if met else "NO",
+            )
+        )
+    if not rows:
+        return ""
+    lines = aligned(head, rows)
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(0, "rawpost's req/s over the reference apps' (median of the per-round ratios):")
     return "\n".join(lines)
 
 
@@ -154,14 +206,7 @@ def format_comparison(a: Report, b: Report, a_name: str, b_name: str) -> str:
                 f"{s.p99_ms:.1f}",
             )
         )
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    for r in [head, *rows]:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
+    lines += aligned(head, rows)
     lines.append("(/ PK: req/s over the primary-key pgbench ceiling of the same run)")
     return "\n".join(lines)
 

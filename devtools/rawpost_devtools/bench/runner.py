@@ -15,7 +15,7 @@ import click
 import msgspec
 
 from rawpost_devtools.bench.pgbench import PgbenchJob, PgbenchResult, run_pgbench
-from rawpost_devtools.bench.report import CACHED, WITH_SIGN_INS, Config, Round
+from rawpost_devtools.bench.report import WITH_SIGN_INS, Config, Round
 from rawpost_devtools.bench.scenarios import BENCH_DIR, Benchmark
 from rawpost_devtools.bench.wrk import HttpResult, run_wrk
 
@@ -30,8 +30,9 @@ class Runner:
     tokens_file: Path
     workdir: Path
     config: Config
-    # The server with its read cache on, measured next to the one at `url` (--cache both).
-    cached_url: str | None = None
+    # The other servers measured next to the one at `url`, by the suffix of their rows:
+    # `+cache` (--cache both), `@minimal` and `@floor` (--references).
+    others: tuple[tuple[str, str], ...] = ()
 
     def http(self, b: Benchmark, run_id: str, url: str | None = None) -> HttpResult:
         c = self.config
@@ -84,15 +85,14 @@ class Runner:
         http: dict[str, HttpResult] = {}
         statement: dict[str, PgbenchResult] = {}
         for b in chosen:
-            # With two servers, which goes first alternates from round to round.
-            servers = [("", self.url)]
-            if self.cached_url:
-                servers.append((CACHED, self.cached_url))
-                servers = servers if number % 2 else servers[::-1]
+            # With several servers, which goes first rotates from round to round.
+            servers = [("", self.url), *self.others]
+            turn = (number - 1) % len(servers)
+            servers = servers[turn:] + servers[:turn]
             for suffix, url in servers:
                 http[b.name + suffix] = self.http(b, f"{run_id}{suffix[1:]}", url)
             statement[b.name] = s = self.ceiling(jobs[b.name])
-            for suffix, _ in sorted(servers):
+            for suffix, _ in [("", self.url), *self.others]:
                 statement[b.name + suffix] = s
                 h = http[b.name + suffix]
                 click.echo(

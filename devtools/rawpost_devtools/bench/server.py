@@ -17,14 +17,21 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 import psycopg
 
-from rawpost_devtools.bench.scenarios import CREATED_EMAILS, CREATED_POST_TITLE, SampleIds, tail
+from rawpost_devtools.bench.scenarios import (
+    BENCH_DIR,
+    CREATED_EMAILS,
+    CREATED_POST_TITLE,
+    SampleIds,
+    tail,
+)
 from service.auth.tokens import Keys, development_secret, mint_access_token
 from service.config import Settings
+from service.db.pool import SERVER_SETTINGS
 
 
 def check_loopback(url: str) -> tuple[str, int]:
@@ -85,22 +92,66 @@ def server(
     # the rate limits would answer most of them 429. Off unless set explicitly.
     for limit in ("RAWPOST_RATE_LIMIT", "RAWPOST_LOGIN_RATE_LIMIT", "RAWPOST_SIGNUP_RATE_LIMIT"):
         env.setdefault(limit, "off")
+    command = [sys.executable, "-m", "service.cli", "serve", "--host", host, "--port", str(port)]
+    with _process("rawpost serve", command, env, url):
+        yield
+
+
+# The reference apps of bench/reference/, by the name their rows carry (NAME@minimal).
+REFERENCES = {"minimal": "minimal_app", "floor": "raw_asgi"}
+
+
+@contextmanager
+def reference_server(
+    name: str, url: str, *, workers: int, pool_size: int, database_url: str, secret: str
+) -> Iterator[None]:
+    """Start bench/reference's app `name` under granian at `url`, as `rawpost serve` runs
+    (uvloop, no websockets, no access log), with rawpost's number of workers and pool size
+    and rawpost's session settings, so the comparison is of the code alone."""
+    host, port = check_loopback(url)
+    if http_status(f"{url}/health/live") is not None:
+        raise click.ClickException(f"something already answers at {url}: stop it first")
+    env = {
+        **os.environ,
+        "DATABASE_URL": with_session_settings(database_url),
+        "REFERENCE_POOL_SIZE": str(pool_size),
+        "RAWPOST_JWT_SECRET": secret,
+    }
+    command = [
+        *(sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop"),
+        *("--no-ws", "--workers", str(workers), "--host", host, "--port", str(port)),
+        *("--working-dir", str(BENCH_DIR / "reference"), f"{REFERENCES[name]}:app"),
+    ]
+    with _process(f"the {name} reference app", command, env, url):
+        yield
+
+
+def with_session_settings(database_url: str) -> str:
+    """`database_url` with rawpost's session settings as parameters (asyncpg sends unknown
+    URL parameters as settings): the references plan and run the SQL as rawpost does."""
+    parts = urlsplit(database_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in SERVER_SETTINGS]
+    query += [(k, v) for k, v in SERVER_SETTINGS.items() if k != "application_name"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@contextmanager
+def _process(
+    label: str, command: Sequence[str], env: Mapping[str, str], url: str
+) -> Iterator[None]:
+    """Run `command` until the block ends (SIGINT, then SIGKILL after 30 s), once its
+    /health/ready answers 200; its output goes to a log file named on start."""
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
         prefix="rawpost-bench-serve-", suffix=".log", delete=False
     )
-    click.echo(f"starting `rawpost serve --host {host} --port {port}` (log: {log.name})")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--host", host, "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    click.echo(f"starting {label} at {url} (log: {log.name})")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while http_status(f"{url}/health/ready") != 200:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise click.ClickException(
-                    f"the server did not become ready:\n{tail(Path(log.name).read_text())}"
+                    f"{label} did not become ready:\n{tail(Path(log.name).read_text())}"
                 )
             time.sleep(0.3)
         yield
