@@ -198,7 +198,9 @@ def create_app(settings: Settings) -> Litestar:
             app.state.callers = callers = Callers(db)
             app.state.cache = cache = ReadCache.for_worker(settings)
             app.state.post_writes = post_writes = (
-                PostWrites(db, settings.write_coalesce_ms) if settings.write_coalesce_ms else None
+                PostWrites(db, cache, settings.write_coalesce_ms)
+                if settings.write_coalesce_ms
+                else None
             )
             BUILD_INFO.labels(
                 version=importlib.metadata.version("rawpost"),
@@ -213,10 +215,12 @@ def create_app(settings: Settings) -> Litestar:
                     cache.serving(),
                     flushing(lambda: publish_figures(db, cache)),
                 ):
-                    yield
+                    try:
+                        yield
+                    finally:
+                        if post_writes is not None:  # its batches need the pool
+                            await post_writes.close()
             finally:
-                if post_writes is not None:
-                    await post_writes.close()
                 passwords.close()
         finally:
             await pool.close()

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from service.errors import UnavailableError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,8 +53,8 @@ class Coalescer(Generic[T, R]):
         try:
             return await future
         except asyncio.CancelledError:
-            # The client went away: an item not sent yet is left out (one already sent
-            # stands, as a single statement already sent would).
+            # The client went away: an item not sent yet is left out; one already sent is
+            # written with its batch (`send` must do whatever a write needs even then).
             with contextlib.suppress(ValueError):
                 self._pending.remove(entry)
             raise
@@ -78,8 +81,13 @@ class Coalescer(Generic[T, R]):
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for {len(batch)} items")
         except asyncio.CancelledError:
+            # Stopped mid-send (the loop is shutting down): its callers are still owed an
+            # answer, and the write's outcome is unknown.
             for _, future in batch:
-                future.cancel()
+                if not future.done():
+                    future.set_exception(
+                        UnavailableError("the write was interrupted; its outcome is unknown")
+                    )
             raise
         except Exception as exc:
             results = [exc] * len(batch)
@@ -87,7 +95,7 @@ class Coalescer(Generic[T, R]):
             if future.done():  # its caller was cancelled
                 continue
             if isinstance(result, Exception):
-                future.set_exception(result)
+                future.set_exception(_own(result))
             else:
                 future.set_result(result)
 
@@ -96,3 +104,15 @@ class Coalescer(Generic[T, R]):
         self._close_batch()
         while self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _own(exc: Exception) -> Exception:
+    """A copy of `exc` for one caller: an exception raised in several requests would
+    collect each one's traceback (and logs would show another request's frames)."""
+    try:
+        copied = copy.copy(exc)
+    except Exception:  # an exception type that cannot be rebuilt from its args
+        return exc
+    copied.__cause__, copied.__context__ = exc.__cause__, exc.__context__
+    copied.__traceback__ = exc.__traceback__
+    return copied

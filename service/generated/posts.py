@@ -25,7 +25,7 @@ _INSERT_POST = query(
     "posts/insert_post", "7f475f7cee2368e6645b66441433d614099e150e3049dc06a37fb2eb1817be0f"
 )
 _INSERT_POSTS = query(
-    "posts/insert_posts", "714013d37e47a81290f3398695269d6a1bd7a6d203da64e332e877fbfc1b4905"
+    "posts/insert_posts", "4e1c215aaf2bcf8fa990ad943ec97ed7127a7459289793dde14657950d956997"
 )
 _LIST_POSTS = query(
     "posts/list_posts", "3b0eb3fa9715b450a36a611d521a4b0b8554d21edfb8a36fc58ee84e49205861"

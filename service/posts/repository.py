@@ -9,7 +9,7 @@ cannot: no existence oracle for drafts).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from uuid import UUID
 
 import msgspec
@@ -116,29 +116,38 @@ async def insert_post(
 ) -> Post:
     """A post by the caller, or by any live author when the caller is an admin."""
     author = author_for(caller, author_id)
-    row = await q.insert_post(
-        conn, author_id=author, title=title, content=content, published=published
-    )
-    if row is None:
+    post = await insert_one(conn, NewPost(author, title, content, published))
+    if post is None:
         raise author_missing(author)
-    return post_from(row)
+    return post
 
 
-class NewPost(Protocol):
-    @property
-    def author_id(self) -> UUID: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def published(self) -> bool: ...
+class NewPost(NamedTuple):
+    """A post to create, for an author already allowed (author_for)."""
+
+    author_id: UUID
+    title: str
+    content: str
+    published: bool
+
+
+async def insert_one(conn: Executor, new: NewPost) -> Post | None:
+    """One post for an author already allowed (author_for): None when the author is
+    missing or deleted. The statement waits for a lock on the author's row."""
+    row = await q.insert_post(
+        conn,
+        author_id=new.author_id,
+        title=new.title,
+        content=new.content,
+        published=new.published,
+    )
+    return None if row is None else post_from(row)
 
 
 async def insert_posts(conn: Executor, new: Sequence[NewPost]) -> list[Post | None]:
     """Many posts in one statement (create_post requests coalesced by
-    service/posts/writes.py): per item, its post, or None when its author is missing or
-    deleted."""
+    service/posts/writes.py): per item, its post, or None when its author is missing,
+    deleted, or locked by a change in progress (insert_one tells which)."""
     rows = await q.insert_posts(
         conn,
         author_ids=[n.author_id for n in new],

@@ -23,8 +23,9 @@ from service.errors import problem_responses
 from service.idempotency.repository import IdempotencyKey, Outcome, idempotent
 from service.pagination import DEFAULT_LIMIT, CursorParam, Limit, decode_cursor, split_page
 from service.posts import repository
+from service.posts.repository import NewPost
 from service.posts.schemas import Post, PostCreate, PostPage, PostPatch
-from service.posts.writes import NewPost, post_writes_of
+from service.posts.writes import post_writes_of
 from service.validation import given, strict_json
 
 PostId = Annotated[UUID, Parameter(description="The post's id (a UUID).")]

@@ -4,12 +4,13 @@
 -- @returns many
 -- @not-null n, author
 -- Returns: per post inserted, `n` (its position in the arrays, from 1) and the row shaped
--- like Post; no row for a position whose author is missing or deleted.
+-- like Post; no row for a position whose author is missing, deleted, or locked by a
+-- change in progress (the caller writes those again one by one, with insert_post).
 -- :author_ids  the authors' ids
 -- :titles      1..200 characters each
 -- :contents    0..100000 characters each
 -- :published   visibility flags
-WITH input AS (
+WITH input AS MATERIALIZED (
     -- Ids made here, so the inserted rows can be matched to their positions.
     SELECT gen_random_uuid() AS id, i.author_id, i.title, i.content, i.published, i.n
     FROM unnest(
@@ -21,7 +22,9 @@ WITH input AS (
     WHERE u.id IN (SELECT input.author_id FROM input)
       AND u.deleted_at IS NULL
     -- A concurrent soft delete of an author waits for these inserts (or wins first).
-    FOR SHARE
+    -- An author being changed right now is skipped rather than waited for: one busy row
+    -- must not hold up the batch's other posts (insert_post waits for it instead).
+    FOR SHARE SKIP LOCKED
 ), inserted AS (
     INSERT INTO posts (id, author_id, title, content, published)
     SELECT i.id, i.author_id, i.title, i.content, i.published

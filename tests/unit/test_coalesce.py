@@ -4,11 +4,14 @@ caller gets back (the database side is tests/integration/posts/test_coalesced_cr
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 
 import pytest
 
 from service.db.coalesce import Coalescer
+from service.posts.writes import MAX_BATCH
+from service.resources import MIGRATIONS_DIR
 
 
 class Recorder:
@@ -117,3 +120,27 @@ def test_a_send_returning_the_wrong_number_of_results_fails_the_batch() -> None:
         assert all(isinstance(r, RuntimeError) for r in results)
 
     asyncio.run(main())
+
+
+def test_each_caller_gets_its_own_copy_of_a_shared_failure() -> None:
+    async def send(items: list[int]) -> Sequence[str | Exception]:
+        raise ConnectionError("database away")
+
+    async def main() -> None:
+        coalescer: Coalescer[int, str] = Coalescer(send, window=0.001, max_items=10)
+        results = await asyncio.gather(
+            *(coalescer.submit(i) for i in (1, 2)), return_exceptions=True
+        )
+        assert [str(r) for r in results] == ["database away"] * 2
+        assert results[0] is not results[1]
+
+    asyncio.run(main())
+
+
+def test_a_batch_is_never_larger_than_the_read_caches_change_log_records_row_by_row() -> None:
+    # Above this many rows, a statement's change is logged as "drop everything"
+    # (migration 0010.cache-events), which would empty every worker's read cache.
+    source = (MIGRATIONS_DIR / "0010.cache-events.sql").read_text()
+    limits = {int(n) for n in re.findall(r"count\(\*\) > (\d+)", source)}
+    assert len(limits) == 1
+    assert limits.pop() >= MAX_BATCH
