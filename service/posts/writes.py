@@ -46,6 +46,8 @@ class _Written(NamedTuple):
     post: Post | None  # None: the author is missing or deleted
     position: int | None  # the primary's WAL position after the commit (read replicas)
     seconds: float  # the batch's time in the database
+    # Being written again on its own: the request waits for this, the batch's others not.
+    again: asyncio.Future[_Written | Exception] | None = None
 
 
 class PostWrites:
@@ -57,12 +59,18 @@ class PostWrites:
             self._send, window=window_ms / 1000, max_items=MAX_BATCH
         )
         self._closing = False
+        self._again: set[asyncio.Future[_Written | Exception]] = set()
 
     async def create(self, new: NewPost) -> Post:
         """The new post, gathered with others; 422 when its author is missing or deleted."""
         if self._closing:
             raise UnavailableError("the server is shutting down; retry shortly")
         written = await self._batches.submit(new)
+        if written.again is not None:
+            alone = await written.again
+            if isinstance(alone, Exception):
+                raise alone
+            written = alone
         if (ctx := observability.current()) is not None:
             ctx.db_seconds += written.seconds
             if written.position is not None:
@@ -75,6 +83,8 @@ class PostWrites:
         """Write what is gathered and refuse new posts (at shutdown, before the pool closes)."""
         self._closing = True
         await self._batches.close()
+        while self._again:
+            await asyncio.gather(*self._again)
 
     async def _send(self, batch: list[NewPost]) -> Sequence[_Written | Exception]:
         BUFFER.observe(_BATCH_SIZE, len(batch))
@@ -92,23 +102,25 @@ class PostWrites:
                 raise failed
             # One post's values failed the whole statement (nothing was inserted): each
             # alone, so only that request gets the error.
-            return await asyncio.gather(*(self._one(new) for new in batch))
+            return [self._alone(new) for new in batch]
         took = time.perf_counter() - started
         written: list[_Written | Exception] = []
-        again: list[tuple[int, NewPost]] = []
-        for i, (new, post) in enumerate(zip(batch, posts, strict=True)):
+        for new, post in zip(batch, posts, strict=True):
             if post is None:
-                again.append((i, new))
-                written.append(_Written(None, None, 0.0))  # replaced below
+                written.append(self._alone(new))
             else:
                 # Here, not in the route: the post is committed even if its request is gone.
                 self._cache.wrote_post(post.id, post.author_id)
                 written.append(_Written(post, position, took))
-        for (i, _), result in zip(
-            again, await asyncio.gather(*(self._one(new) for _, new in again)), strict=True
-        ):
-            written[i] = result
         return written
+
+    def _alone(self, new: NewPost) -> _Written:
+        """`new` written again on its own, in the background: its request waits for it,
+        the other requests of its batch get their answers now."""
+        again = asyncio.ensure_future(self._one(new))
+        self._again.add(again)
+        again.add_done_callback(self._again.discard)
+        return _Written(None, None, 0.0, again)
 
     async def _one(self, new: NewPost) -> _Written | Exception:
         """One post alone (posts/insert_post.sql): it waits for a locked author."""

@@ -177,22 +177,30 @@ def test_an_author_being_changed_holds_up_only_its_own_post(wide: Client, db_url
     busy = create_user(wide, "busy@example.com")["id"]
     free = create_user(wide, "free@example.com")["id"]
     news = [new(free, "free 0"), new(busy, "waits"), new(free, "free 1")]
+    writes: PostWrites = wide.app.state.post_writes
+    tasks: list[asyncio.Task[Post]] = []
+
+    async def submit() -> bool:
+        """True when the free author's requests are answered while the busy one's waits."""
+        tasks.extend(asyncio.ensure_future(writes.create(n)) for n in news)
+        done, _ = await asyncio.wait([tasks[0], tasks[2]], timeout=10)
+        return len(done) == 2 and not tasks[1].done()
+
+    async def finish() -> list[Post]:
+        return list(await asyncio.wait_for(asyncio.gather(*tasks), 10))
+
     with psycopg.connect(db_url) as holder, psycopg.connect(db_url, autocommit=True) as db:
         # A change to the busy author in progress: its row is locked until we commit.
         holder.execute("UPDATE users SET name = 'Busy' WHERE id = %s", (busy,))
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(in_one_batch, wide, news)
-            wait_until(
-                lambda: [r[0] for r in stored(db, free)] == ["free 0", "free 1"],
-                timeout=10,
-                what="the free author's posts, committed while the other row is locked",
-            )
-            assert stored(db, busy) == []
-            assert not pending.done()  # the busy author's post waits for the row
-            holder.commit()
-            results = pending.result(timeout=10)
-    assert [isinstance(r, Post) for r in results] == [True, True, True]
-    assert isinstance(results[1], Post) and results[1].author.name == "Busy"
+        before, _ = batch_sizes(wide)
+        assert wide.blocking_portal.call(submit)
+        assert batch_sizes(wide)[0] - before == 1  # the three went as one batch
+        assert [r[0] for r in stored(db, free)] == ["free 0", "free 1"]
+        assert stored(db, busy) == []
+        holder.commit()
+        posts = wide.blocking_portal.call(finish)
+    assert [p.title for p in posts] == ["free 0", "waits", "free 1"]
+    assert posts[1].author.name == "Busy"
 
 
 def test_a_connection_lost_mid_batch_fails_every_post_of_it_and_writes_none(
