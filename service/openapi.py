@@ -12,13 +12,23 @@ request it declares valid must be accepted, every one it declares invalid refuse
   `password`;
 - `GET /api/users/{user_id}` answers a User, or with `?include=posts` a UserWithPosts:
   `anyOf`, since a UserWithPosts is also a valid User;
-- the reads that answer If-None-Match say so (the header is not a handler parameter).
+- the reads that answer If-None-Match say so (the header is not a handler parameter);
+- the Consistency-Token of read replicas (service/db/replicas.py, read from the raw
+  headers too): a request header of the API's reads, a response header of its writes.
 """
 
 from __future__ import annotations
 
 from litestar.enums import ParamType
-from litestar.openapi.spec import OpenAPI, Operation, Parameter, PathItem, Reference, Schema
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIHeader,
+    Operation,
+    Parameter,
+    PathItem,
+    Reference,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 
 from service.conditional import IF_NONE_MATCH_DOC
@@ -40,6 +50,15 @@ CHANGES: dict[str, tuple[str, ...]] = {
 # The reads that answer If-None-Match (read from the raw headers: see conditional.py).
 CONDITIONAL_READS = ("/api/users/me", "/api/users/{user_id}", "/api/posts/{post_id}")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+CONSISTENCY_HEADER = "Consistency-Token"
+CONSISTENCY_READ_DOC = (
+    "With read replicas: the `Consistency-Token` of the caller's last write; the read runs"
+    " where that write is visible. Any other value is ignored."
+)
+CONSISTENCY_WRITE_DOC = (
+    "With read replicas: the write's position (16 hex digits, opaque); send it back on the"
+    " reads that must see this write."
+)
 
 
 def refine(document: OpenAPI) -> None:
@@ -67,6 +86,34 @@ def refine(document: OpenAPI) -> None:
     for path in CONDITIONAL_READS:
         read = _operations(document.paths[path])["get"]
         read.parameters = [*(read.parameters or []), _if_none_match()]
+    for path, item in document.paths.items():
+        if path.startswith("/api/"):
+            for method, operation in _operations(item).items():
+                _consistency_token(path, method, operation)
+
+
+def _consistency_token(path: str, method: str, operation: Operation) -> None:
+    """Reads take the token (as service.db.replicas.reads_from_replica routes them);
+    writes answer it on success."""
+    if method in ("get", "head"):
+        if not path.startswith("/api/auth"):
+            header = Parameter(
+                name=CONSISTENCY_HEADER,
+                param_in=ParamType.HEADER,
+                required=False,
+                schema=Schema(type=OpenAPIType.STRING),
+                description=CONSISTENCY_READ_DOC,
+            )
+            operation.parameters = [*(operation.parameters or []), header]
+        return
+    for status, answer in (operation.responses or {}).items():
+        if status.startswith("2") and not isinstance(answer, Reference):
+            answer.headers = {
+                **(answer.headers or {}),
+                CONSISTENCY_HEADER: OpenAPIHeader(
+                    schema=Schema(type=OpenAPIType.STRING), description=CONSISTENCY_WRITE_DOC
+                ),
+            }
 
 
 def _if_none_match() -> Parameter:

@@ -176,3 +176,16 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> f
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
     return time.monotonic() - started
+
+
+def cache_caught_up(client: Client) -> None:
+    """The app's read cache is trusted and has applied every change committed so far (the
+    test's own set-up included): a change heard late would drop a fresh entry again."""
+    channel = client.app.state.cache.channel
+    assert channel is not None
+    now = time.monotonic()
+    wait_until(
+        lambda: channel.trusted() and channel.applied_until > now,
+        timeout=10,
+        what="the read cache's poller to apply every change so far",
+    )

@@ -61,7 +61,7 @@ async def create_post(
     writes = post_writes_of(request) if idempotency_key is None else None
 
     async def run(c: Executor) -> Outcome:
-        if writes is not None:
+        if writes is not None:  # which drops the post from the read cache itself
             author = repository.author_for(request.user, given(data.author_id))
             post = await writes.create(NewPost(author, data.title, data.content, data.published))
         else:
@@ -73,7 +73,7 @@ async def create_post(
                 content=data.content,
                 published=data.published,
             )
-        created.append(post)
+            created.append(post)
         return Outcome(201, post, f"/api/posts/{post.id}")
 
     # Keys are the caller's own: another caller's key never replays this response.

@@ -289,3 +289,26 @@ def test_options_lists_every_method_the_document_has_for_the_path(
         assert response.status_code == 204, (path, response.text)
         allowed = {m.strip() for m in response.headers["allow"].split(",")}
         assert allowed == documented, path
+
+
+def test_the_consistency_token_is_a_header_of_the_reads_and_an_answer_of_the_writes(
+    openapi: Json,
+) -> None:
+    reads = writes = 0
+    for path, item in openapi["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or method == "options":
+                continue
+            if method in ("get", "head"):
+                names = [p["name"] for p in operation.get("parameters", [])]
+                taken = "Consistency-Token" in names
+                assert taken == (not path.startswith("/api/auth")), (method, path)
+                reads += taken
+            else:
+                for status, answer in operation["responses"].items():
+                    if status.startswith("2"):
+                        assert "Consistency-Token" in answer.get("headers", {}), (method, path)
+                        writes += 1
+    assert reads >= 5 and writes >= 8

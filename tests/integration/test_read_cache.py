@@ -7,7 +7,6 @@ read and visible to one that goes to the database.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from tests.helpers import (
     Client,
     bearer,
     body_of,
+    cache_caught_up,
     create_post,
     create_user,
     mint_token,
@@ -36,19 +36,6 @@ LOUD = "SET session_replication_role = origin"
 def cache(api: Client) -> ReadCache:
     value: ReadCache = api.app.state.cache
     return value
-
-
-def listening(api: Client) -> None:
-    """The channel is trusted, and has applied every change committed so far (the test's
-    own set-up included)."""
-    channel = cache(api).channel
-    assert channel is not None
-    now = time.monotonic()
-    wait_until(
-        lambda: channel.trusted() and channel.applied_until > now,
-        timeout=10,
-        what="the cache's channel to apply every change so far",
-    )
 
 
 def quietly(db: DB, sql: str, *args: object) -> None:
@@ -72,7 +59,7 @@ def post(client: Client, ada: dict[str, Any]) -> dict[str, Any]:
 def test_anonymous_reads_are_answered_from_memory(
     api: Client, client: Client, db: DB, ada: dict[str, Any], post: dict[str, Any]
 ) -> None:
-    listening(api)
+    cache_caught_up(api)
     urls = [
         f"/api/users/{ada['id']}",
         f"/api/users/{ada['id']}?include=posts",
@@ -101,7 +88,7 @@ def test_anonymous_reads_are_answered_from_memory(
 def test_the_etag_and_304_hold_for_a_cached_answer(
     api: Client, ada: dict[str, Any], post: dict[str, Any]
 ) -> None:
-    listening(api)
+    cache_caught_up(api)
     url = f"/api/posts/{post['id']}"
     api.headers.pop("Authorization")
     miss = api.get(url)
@@ -118,7 +105,7 @@ def test_a_write_through_the_api_is_read_back_at_once(
     api: Client, change: str, ada: dict[str, Any], post: dict[str, Any]
 ) -> None:
     """Read-your-writes: the worker that wrote never answers the old version."""
-    listening(api)
+    cache_caught_up(api)
     admin = dict(api.headers)
     anonymous = {k: v for k, v in admin.items() if k.lower() != "authorization"}
     api.headers.clear()
@@ -170,7 +157,7 @@ def test_a_change_made_elsewhere_is_heard_within_the_bound(
     api: Client, db: DB, ada: dict[str, Any], post: dict[str, Any]
 ) -> None:
     """psql (another instance, the CLI) changes rows: the triggers' NOTIFY drops them."""
-    listening(api)
+    cache_caught_up(api)
     url = f"/api/posts/{post['id']}"
     api.headers.pop("Authorization")
     api.get(url)
@@ -193,7 +180,7 @@ def test_a_change_made_elsewhere_is_heard_within_the_bound(
 def test_private_answers_are_never_cached_or_served_to_others(
     api: Client, client: Client, ada: dict[str, Any]
 ) -> None:
-    listening(api)
+    cache_caught_up(api)
     draft = create_post(client, ada["id"], "Draft", published=False)
     ada_headers = bearer(mint_token(ada["id"]))
     for _ in range(2):
@@ -213,7 +200,7 @@ def test_without_a_trusted_channel_every_read_goes_to_the_database(
 ) -> None:
     """The listener's backend terminated: reads bypass the cache until it is back, and
     nothing read before is served after."""
-    listening(api)
+    cache_caught_up(api)
     url = f"/api/posts/{post['id']}"
     api.headers.pop("Authorization")
     api.get(url)
@@ -231,7 +218,7 @@ def test_without_a_trusted_channel_every_read_goes_to_the_database(
     quietly(db, "UPDATE posts SET title = 'While down' WHERE id = %s", post["id"])
     assert api.get(url).json()["title"] == "While down"
     bypasses = cache(api).counts.bypasses
-    listening(api)  # reconnected, echoed, emptied
+    cache_caught_up(api)  # reconnected, echoed, emptied
     assert channel.up
     assert bypasses >= 1
     quietly(db, "UPDATE posts SET title = 'After' WHERE id = %s", post["id"])

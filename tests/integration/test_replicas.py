@@ -23,7 +23,16 @@ from service.db.pool import Database, create_pool
 from service.db.replicas import Replicas, replica_names
 from service.db.session import Session
 from service.sql import Query
-from tests.helpers import PASSWORD, TEST_ENV, Client, bearer, body_of, insert_admin, mint_token
+from tests.helpers import (
+    PASSWORD,
+    TEST_ENV,
+    Client,
+    bearer,
+    body_of,
+    cache_caught_up,
+    insert_admin,
+    mint_token,
+)
 from tests.support.postgres import DedicatedPostgres, dedicated_postgres
 from tests.support.replica import Standby, standby_of
 
@@ -369,11 +378,7 @@ def test_the_read_cache_is_filled_from_the_primary_never_from_a_lagging_standby(
         cache = client.app.state.cache
         # Trusted (else the reads bypass it, to the standby), and past the PATCH's own
         # change (else that change, heard late, drops the entry once more).
-        changed_at = time.monotonic()
-        deadline = changed_at + 10
-        while not (cache.channel.trusted() and cache.channel.applied_until > changed_at):
-            assert time.monotonic() < deadline, "the cache's poller never polled"
-            time.sleep(0.02)
+        cache_caught_up(client)
         misses = cache.counts.misses
         for _ in range(3):  # a miss, then hits: all the primary's version
             assert body_of(client.get(f"/api/posts/{post['id']}"), 200)["title"] == "new"

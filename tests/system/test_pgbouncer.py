@@ -19,7 +19,16 @@ from litestar.testing import TestClient
 from service.app import create_app
 from service.config import load_settings
 from service.db.pool import SERVER_SETTINGS
-from tests.helpers import DB, PASSWORD, TEST_ENV, bearer, body_of, free_port, mint_token
+from tests.helpers import (
+    DB,
+    PASSWORD,
+    TEST_ENV,
+    bearer,
+    body_of,
+    cache_caught_up,
+    free_port,
+    mint_token,
+)
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 4
@@ -169,11 +178,7 @@ def test_behind_pgbouncer_the_cache_works_and_hears_every_change(bouncer_url: st
         )
         url = f"/api/users/{user['id']}"
         cache = client.app.state.cache
-        started = time.monotonic()
-        deadline = started + 10
-        while not (cache.channel.trusted() and cache.channel.applied_until > started):
-            assert time.monotonic() < deadline, "the poller never polled through PgBouncer"
-            time.sleep(0.05)
+        cache_caught_up(client)  # the poller works through PgBouncer
         client.get(url)
         _quiet_rename(db, user["id"], "Quiet")
         assert client.get(url).json()["name"] == "B"  # from memory
