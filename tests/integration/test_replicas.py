@@ -247,8 +247,10 @@ def test_untokened_reads_stay_within_the_lag_bound_while_replay_is_paused(
             if seen < version:
                 # Stale: the first version it lacks had been acknowledged this long ago.
                 worst = max(worst, asked - acked[seen + 1])
-        # The bound, plus one poll interval and the time a read takes here.
-        assert worst <= max_lag + settings.replica_poll_interval + 0.15, worst
+        # The bound, plus one poll interval, plus slack for the poll and the read themselves
+        # on a busy 2-core machine (0.15 s failed once under a parallel run). Replay stays
+        # paused for 4 x the bound, so a replica that kept reads past it would show 1.2 s.
+        assert worst <= max_lag + settings.replica_poll_interval + 0.3, worst
         assert worst > 0  # the replica did answer stale reads while it was within the bound
         assert reads(name) > on_replica
         assert fallbacks("unavailable") > unavailable  # and was skipped past it
