@@ -10,6 +10,7 @@ local body = '{"title": "rawpost bench post", "content": "Written by rawpost ben
 
 setup = rawpost.setup
 done = rawpost.done
+if rawpost.delay_ms then delay = rawpost.delay end
 
 function init(args)
   rawpost.init(args)

@@ -4,6 +4,7 @@ local rawpost = dofile(dir .. "rawpost.lua")
 
 setup = rawpost.setup
 done = rawpost.done
+if rawpost.delay_ms then delay = rawpost.delay end
 
 function init(args)
   rawpost.init(args)

@@ -23,6 +23,17 @@ function M.read_ids(path, key)
   return ids
 end
 
+-- Paced load (`rawpost bench --paced`): with RAWPOST_WRK_DELAY_MS set, each connection
+-- waits that long before each of its requests, so C connections offer about
+-- C * 1000 / delay requests a second while the server keeps up (wrk's latencies leave
+-- the wait out). A script turns it on with `if rawpost.delay_ms then delay = rawpost.delay end`:
+-- wrk looks for a global delay() when it loads the script, and an unpaced run must not
+-- pay for a timer per request.
+M.delay_ms = tonumber(os.getenv("RAWPOST_WRK_DELAY_MS") or "")
+function M.delay()
+  return M.delay_ms
+end
+
 -- wrk calls setup() once per thread in the main Lua state, before the threads start:
 -- give each its number, so emails and random streams differ between threads.
 local threads = 0

@@ -5,6 +5,7 @@ local ids
 
 setup = rawpost.setup
 done = rawpost.done
+if rawpost.delay_ms then delay = rawpost.delay end
 
 function init(args)
   ids = rawpost.read_ids((rawpost.init(args)), "users")

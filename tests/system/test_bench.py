@@ -165,6 +165,37 @@ def test_wrk_scripts_send_the_benchmark_requests(
     assert authorizations == {"Bearer token-a", "Bearer token-b"}
 
 
+def test_a_paced_load_waits_between_each_connections_requests(
+    recorder: tuple[str, list[tuple[str, str, bytes, str]]], tmp_path: Path
+) -> None:
+    url, seen = recorder
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps({"users": [str(uuid.uuid4())], "posts": []}))
+    wrk = kit.find_wrk()
+
+    def load(delay_ms: float | None) -> int:
+        seen.clear()
+        result = kit.run_wrk(
+            wrk,
+            url,
+            BENCH_DIR / "user_by_id.lua",
+            [str(ids_file), "paced"],
+            connections=2,
+            threads=1,
+            seconds=2,
+            delay_ms=delay_ms,
+        )
+        assert result.errors == 0
+        # Requests still in flight when wrk stops reach the server but are not counted.
+        assert 0 <= len(seen) - result.requests <= 2
+        return result.requests
+
+    # 2 connections, 250 ms before each request, 2 s: at most 8 each, and a few at least.
+    paced = load(250)
+    assert 4 <= paced <= 2 * 8 + 2, paced
+    assert load(None) > 5 * paced
+
+
 @pytest.fixture(scope="module")
 def representative_db(
     pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory

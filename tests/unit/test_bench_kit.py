@@ -274,3 +274,21 @@ def test_goals_are_ratios_taken_within_each_round_then_the_median() -> None:
     slow = [round_(1500, 1000, 1500, 120), round_(1500, 1000, 1500, 130)]
     assert kit.format_goals(slow, ["create_post"]).splitlines()[-1].endswith("NO")
     assert kit.format_goals(rounds, ["posts_page"]) == ""
+
+
+def test_goals_add_the_median_p99_at_the_paced_load_when_it_was_measured() -> None:
+    def round_(p99: float, paced_p99: float) -> Round:
+        http = {
+            "create_post": _http(1500, p99),
+            "create_post~paced": _http(750, paced_p99),
+            "create_post@minimal": _http(1000),
+            "create_post@floor": _http(1500),
+        }
+        return Round(pk=_pg(10_000), http=http, statement={})
+
+    rounds = [round_(150, 12), round_(170, 30), round_(160, 9)]
+    table = kit.format_goals(rounds, ["create_post"])
+    assert "paced p99 ms" in table.splitlines()[1]
+    (line,) = [x for x in table.splitlines() if x.startswith("create_post")]
+    # The saturated p99 misses its goal; the paced one is the median of its own rounds.
+    assert line.split()[-3:] == ["100", "NO", "12.0"]

@@ -17,6 +17,7 @@ from rawpost_devtools.bench.report import (
     CACHED,
     FLOOR,
     MINIMAL,
+    PACED,
     WITH_SIGN_INS,
     Config,
     Report,
@@ -154,6 +155,15 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     " ratios against the goals.",
 )
 @click.option(
+    "--paced",
+    type=click.FloatRange(0, 1, min_open=False, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Also measure each benchmark on rawpost at this fraction of the req/s it just"
+    " reached (0.5: half), each wrk connection waiting between its requests (NAME~paced):"
+    " latency below saturation. 0: not measured.",
+)
+@click.option(
     "--only",
     type=click.Choice(BENCHMARK_NAMES),
     multiple=True,
@@ -188,6 +198,7 @@ def bench(
     sign_ins: int,
     cache: str,
     references: bool,
+    paced: float,
     only: tuple[str, ...],
     json_path: Path | None,
     compare: tuple[Path, Path] | None,
@@ -233,6 +244,7 @@ def bench(
         sign_ins=sign_ins,
         cache=cache,
         references=references,
+        paced=paced,
     )
     if sign_ins and "user_by_id" not in config.benchmarks:
         raise click.UsageError("--sign-ins measures user_by_id: do not leave it out with --only")
@@ -240,7 +252,8 @@ def bench(
     report_start = datetime.now(UTC).isoformat(timespec="seconds")
     machine = machine_info()
     servers = 1 + (cache == "both") + 2 * references
-    per_round = duration + len(chosen) * (servers * (warmup + duration) + duration)
+    loads = servers + (paced > 0)
+    per_round = duration + len(chosen) * (loads * (warmup + duration) + duration)
     click.echo(
         f"{len(chosen)} benchmark(s) x {runs} run(s): about {per_round * runs // 60 + 1} min;"
         f" wrk -t{threads} -c{connections}, pgbench -c{clients} -j{jobs} -M prepared"
@@ -319,7 +332,8 @@ def bench(
         except BaseException:
             delete_created(db_url)
             raise
-    names = [n + suffix for n in (b.name for b in chosen) for suffix in ["", *dict(others)]]
+    suffixes = ["", *([PACED] if paced else []), *dict(others)]
+    names = [b.name + suffix for b in chosen for suffix in suffixes]
     if sign_ins:
         names.insert(names.index("user_by_id") + 1, WITH_SIGN_INS)
     summary = summarize(rounds, names)

@@ -15,7 +15,7 @@ import click
 import msgspec
 
 from rawpost_devtools.bench.pgbench import PgbenchJob, PgbenchResult, run_pgbench
-from rawpost_devtools.bench.report import WITH_SIGN_INS, Config, Round
+from rawpost_devtools.bench.report import PACED, WITH_SIGN_INS, Config, Round
 from rawpost_devtools.bench.scenarios import BENCH_DIR, Benchmark
 from rawpost_devtools.bench.wrk import HttpResult, run_wrk
 
@@ -34,7 +34,9 @@ class Runner:
     # `+cache` (--cache both), `@minimal` and `@floor` (--references).
     others: tuple[tuple[str, str], ...] = ()
 
-    def http(self, b: Benchmark, run_id: str, url: str | None = None) -> HttpResult:
+    def http(
+        self, b: Benchmark, run_id: str, url: str | None = None, delay_ms: float | None = None
+    ) -> HttpResult:
         c = self.config
         url = url or self.url
         script = BENCH_DIR / b.script
@@ -47,6 +49,7 @@ class Runner:
                 connections=c.connections,
                 threads=c.threads,
                 seconds=c.warmup_s,
+                delay_ms=delay_ms,
             )
         return run_wrk(
             self.wrk,
@@ -56,6 +59,7 @@ class Runner:
             connections=c.connections,
             threads=c.threads,
             seconds=c.duration_s,
+            delay_ms=delay_ms,
         )
 
     def ceiling(self, job: PgbenchJob) -> PgbenchResult:
@@ -99,6 +103,18 @@ class Runner:
                     f"{prefix} {b.name + suffix}: {h.rps:,.0f} req/s, p50 {h.p50_ms:.1f} ms,"
                     f" p99 {h.p99_ms:.1f} ms, {h.errors} errors; its statement"
                     f" {s.tps:,.0f} tps"
+                )
+            if self.config.paced:
+                # The same load, each connection waiting between its requests so that all
+                # of them offer this fraction of what the server just reached: latency
+                # below saturation, where queueing no longer sets it.
+                offered = max(self.config.paced * http[b.name].rps, 1.0)
+                delay_ms = self.config.connections * 1000 / offered
+                http[b.name + PACED] = h = self.http(b, f"{run_id}p", delay_ms=delay_ms)
+                statement[b.name + PACED] = s
+                click.echo(
+                    f"{prefix} {b.name + PACED}: {offered:,.0f} req/s offered, {h.rps:,.0f}"
+                    f" served, p50 {h.p50_ms:.1f} ms, p99 {h.p99_ms:.1f} ms, {h.errors} errors"
                 )
             if b.name == "user_by_id" and self.config.sign_ins:
                 with SignIns(self.url, f"{run_id}s", per_second=self.config.sign_ins) as load:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -102,11 +103,17 @@ def run_wrk(
     connections: int,
     threads: int,
     seconds: int,
+    delay_ms: float | None = None,
 ) -> HttpResult:
+    """wrk's measurement; with `delay_ms`, each connection waits that long before each of
+    its requests (bench/rawpost.lua), a paced load rather than as fast as it answers."""
     command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s"]
     command += ["--latency", "-s", str(script), url, "--", *args]
+    env = None
+    if delay_ms is not None:
+        env = {**os.environ, "RAWPOST_WRK_DELAY_MS": f"{delay_ms:.3f}"}
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 30, check=False
+        command, capture_output=True, text=True, timeout=seconds + 30, check=False, env=env
     )
     if done.returncode != 0:
         raise click.ClickException(
