@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from litestar import Litestar
 
 from service.app import create_app
@@ -10,7 +12,15 @@ from service.logs import setup_logging
 
 
 def create() -> Litestar:
-    """An app from the environment's settings (each worker process calls this once)."""
+    """An app from the environment's settings (each worker process calls this once).
+
+    What exists once it is built (the modules, the app, its routes, its OpenAPI document)
+    lives as long as the worker: frozen out of the garbage collector's sight, so that a
+    full collection no longer walks all of it while requests wait (docs/performance.md,
+    "Garbage collection")."""
     settings = load_settings()
     setup_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    return app
