@@ -24,14 +24,16 @@ function M.read_ids(path, key)
 end
 
 -- Paced load (`rawpost bench --paced`): with RAWPOST_WRK_DELAY_MS set, each connection
--- waits that long before each of its requests, so C connections offer about
+-- waits on average that long before each of its requests, so C connections offer about
 -- C * 1000 / delay requests a second while the server keeps up (wrk's latencies leave
--- the wait out). A script turns it on with `if rawpost.delay_ms then delay = rawpost.delay end`:
--- wrk looks for a global delay() when it loads the script, and an unpaced run must not
--- pay for a timer per request.
+-- the wait out). Each wait is drawn between 0 and twice the mean: with one fixed wait,
+-- connections that started together would keep sending together, a burst of C requests
+-- every period. A script turns it on with `if rawpost.delay_ms then delay = rawpost.delay
+-- end`: wrk looks for a global delay() when it loads the script, and an unpaced run must
+-- not pay for a timer per request.
 M.delay_ms = tonumber(os.getenv("RAWPOST_WRK_DELAY_MS") or "")
 function M.delay()
-  return M.delay_ms
+  return M.delay_ms * 2 * math.random()
 end
 
 -- wrk calls setup() once per thread in the main Lua state, before the threads start:

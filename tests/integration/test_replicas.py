@@ -235,7 +235,7 @@ def test_untokened_reads_stay_within_the_lag_bound_while_replay_is_paused(
         unavailable = fallbacks("unavailable")
         paused = math.inf
         version = 0
-        while time.monotonic() - paused < 4 * max_lag:  # well past the bound
+        while time.monotonic() - paused < 6 * max_lag:  # well past the bound
             if version == 10:
                 standby.pause_replay()
                 paused = time.monotonic()
@@ -249,7 +249,7 @@ def test_untokened_reads_stay_within_the_lag_bound_while_replay_is_paused(
                 worst = max(worst, asked - acked[seen + 1])
         # The bound, plus one poll interval, plus slack for the poll and the read themselves
         # on a busy 2-core machine (0.15 s failed once under a parallel run). Replay stays
-        # paused for 4 x the bound, so a replica that kept reads past it would show 1.2 s.
+        # paused for 6 x the bound, so a replica that kept reads past it would show 1.8 s.
         assert worst <= max_lag + settings.replica_poll_interval + 0.3, worst
         assert worst > 0  # the replica did answer stale reads while it was within the bound
         assert reads(name) > on_replica

@@ -39,9 +39,16 @@ def test_a_killed_worker_is_respawned_while_the_other_serves_and_counts_survive(
         victim = min(workers)
         # The victim's live-gauge files (its pool, its requests in progress), in the
         # instance's own metrics folder: the survivor drops them within a second of the kill.
-        victim_gauges = glob.glob(
-            os.path.join(tempfile.gettempdir(), "rawpost-metrics-*", f"gauge_live*_{victim}.db")
-        )
+        # (The folder that holds the survivor's too: one left by a killed earlier run may
+        # hold a file of a reused pid.)
+        survivor = max(workers)
+        victim_gauges = [
+            path
+            for path in glob.glob(
+                os.path.join(tempfile.gettempdir(), "rawpost-metrics-*", f"gauge_live*_{victim}.db")
+            )
+            if glob.glob(os.path.join(os.path.dirname(path), f"*_{survivor}.db"))
+        ]
         assert victim_gauges, "the worker publishes its pool's size"
         with Load(service.base, [PATH], threads=THREADS) as load:
             time.sleep(1.5)

@@ -190,6 +190,21 @@ def _pg(tps: float) -> PgbenchResult:
     return PgbenchResult(tps=tps, latency_ms=1.0, transactions=int(tps * 10), failed=0)
 
 
+def _config(**changes: Any) -> kit.Config:
+    config = kit.Config(
+        url="http://127.0.0.1:8000",
+        benchmarks=[],
+        runs=1,
+        duration_s=10,
+        warmup_s=3,
+        connections=64,
+        threads=2,
+        pgbench_clients=20,
+        pgbench_jobs=2,
+    )
+    return msgspec.structs.replace(config, **changes)
+
+
 def test_summary_takes_medians_and_ratios_within_each_run() -> None:
     rounds = [
         Round(pk=_pg(10_000), http={"b": _http(1000, 30)}, statement={"b": _pg(5000)}),
@@ -215,17 +230,7 @@ def test_compare_prints_both_runs_side_by_side(tmp_path: Path) -> None:
             commit="abc1234",
             dirty=False,
             machine={},
-            config=kit.Config(
-                url="http://127.0.0.1:8000",
-                benchmarks=["b"],
-                runs=1,
-                duration_s=10,
-                warmup_s=3,
-                connections=64,
-                threads=2,
-                pgbench_clients=20,
-                pgbench_jobs=2,
-            ),
+            config=_config(benchmarks=["b"]),
             rounds=rounds,
             summary=summarize(rounds, ["b"]),
         )
@@ -292,3 +297,37 @@ def test_goals_add_the_median_p99_at_the_paced_load_when_it_was_measured() -> No
     (line,) = [x for x in table.splitlines() if x.startswith("create_post")]
     # The saturated p99 misses its goal; the paced one is the median of its own rounds.
     assert line.split()[-3:] == ["100", "NO", "12.0"]
+
+
+def test_a_paced_round_offers_the_fraction_of_what_the_saturated_load_reached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rawpost_devtools.bench import runner as runner_module
+
+    delays: list[float | None] = []
+
+    def fake_wrk(*args: Any, delay_ms: float | None = None, **kwargs: Any) -> HttpResult:
+        delays.append(delay_ms)
+        return _http(400 if delay_ms else 1000, p99=20 if delay_ms else 90)
+
+    monkeypatch.setattr(runner_module, "run_wrk", fake_wrk)
+    monkeypatch.setattr(runner_module, "run_pgbench", lambda *a, **k: _pg(5000))
+    config = _config(benchmarks=["user_by_id"], warmup_s=0, paced=0.5)
+    runner = runner_module.Runner(
+        wrk="wrk",
+        pgbench="pgbench",
+        url=config.url,
+        database_url="postgresql://x@127.0.0.1/x",
+        ids_file=tmp_path / "ids.json",
+        tokens_file=tmp_path / "tokens.txt",
+        workdir=tmp_path,
+        config=config,
+    )
+    job = kit.PgbenchJob(scripts=("SELECT 1;",), defines={})
+    (user_by_id,) = [b for b in BENCHMARKS if b.name == "user_by_id"]
+    result = runner.round([user_by_id], {"user_by_id": job}, job, "run", 1)
+    # Saturated first (no delay), then 64 connections offering half of its 1,000 req/s:
+    # each waits 64 * 1000 / 500 = 128 ms on average.
+    assert delays == [None, pytest.approx(128.0)]
+    assert result.http["user_by_id~paced"].p99_ms == 20
+    assert set(result.statement) == {"user_by_id", "user_by_id~paced"}

@@ -14,7 +14,7 @@ import gc
 from service.asgi import create
 before = gc.get_freeze_count()
 create()
-print(before, gc.get_freeze_count(), gc.get_count()[2])
+print(before, gc.get_freeze_count(), len(gc.get_objects()))
 """
 
 
@@ -29,8 +29,8 @@ def test_the_worker_factory_freezes_what_it_built() -> None:
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    before, frozen, oldest = (int(x) for x in done.stdout.split())
+    before, frozen, tracked = (int(x) for x in done.stdout.split())
     assert before == 0
-    # The app's objects are many (tens of thousands); none is left for a full collection.
+    # The app's objects are many (tens of thousands); a full collection sees almost none.
     assert frozen > 20_000, frozen
-    assert oldest == 0
+    assert tracked < frozen // 20, (tracked, frozen)

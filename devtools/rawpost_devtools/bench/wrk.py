@@ -109,9 +109,11 @@ def run_wrk(
     its requests (bench/rawpost.lua), a paced load rather than as fast as it answers."""
     command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s"]
     command += ["--latency", "-s", str(script), url, "--", *args]
-    env = None
+    # Only when asked: a RAWPOST_WRK_DELAY_MS left in the caller's environment must not
+    # pace a saturated run.
+    env = {k: v for k, v in os.environ.items() if k != "RAWPOST_WRK_DELAY_MS"}
     if delay_ms is not None:
-        env = {**os.environ, "RAWPOST_WRK_DELAY_MS": f"{delay_ms:.3f}"}
+        env["RAWPOST_WRK_DELAY_MS"] = f"{delay_ms:.3f}"
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=seconds + 30, check=False, env=env
     )
