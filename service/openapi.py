@@ -32,6 +32,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec.enums import OpenAPIType
 
 from service.conditional import IF_NONE_MATCH_DOC
+from service.db.replicas import replica_readable
 from service.users.schemas import NAME_MAX
 from service.validation import NO_NUL, trimmed_pattern
 
@@ -93,10 +94,9 @@ def refine(document: OpenAPI) -> None:
 
 
 def _consistency_token(path: str, method: str, operation: Operation) -> None:
-    """Reads take the token (as service.db.replicas.reads_from_replica routes them);
-    writes answer it on success."""
+    """Reads take the token (those a standby may answer); writes answer it on success."""
     if method in ("get", "head"):
-        if not path.startswith("/api/auth"):
+        if replica_readable(method.upper(), path):
             header = Parameter(
                 name=CONSISTENCY_HEADER,
                 param_in=ParamType.HEADER,

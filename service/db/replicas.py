@@ -110,14 +110,23 @@ def requested_position(scope: Scope, cookie: bool) -> int:
     return from_cookie
 
 
+def replica_readable(method: str, route: str) -> bool:
+    """A GET or HEAD under /api, outside /api/auth: what a standby may answer (and where
+    the OpenAPI document declares the Consistency-Token request header). Everything else
+    (writes, the token routes, /health) uses the primary."""
+    return (
+        method in ("GET", "HEAD")
+        and route.startswith("/api/")
+        and not route.startswith("/api/auth")
+    )
+
+
 def reads_from_replica(scope: Scope) -> bool:
-    """A GET or HEAD under /api, outside /api/auth, whose route does not ask for the
-    primary. Everything else (writes, the token routes, /health) uses the primary."""
-    if scope.get("method") not in ("GET", "HEAD"):
-        return False
+    """A replica-readable request (`replica_readable`) whose route does not ask for the
+    primary."""
     http: Any = scope
-    route: str = http.get("path_template") or http["path"]
-    if not route.startswith("/api/") or route.startswith("/api/auth"):
+    method = http.get("method")
+    if method is None or not replica_readable(method, http.get("path_template") or http["path"]):
         return False
     handler = http.get("route_handler")
     return handler is None or not handler.opt.get(PRIMARY_ONLY)
